@@ -1,0 +1,1 @@
+"""The cloud half: the recognizer service, its backends, routing and metrics."""

@@ -1,0 +1,115 @@
+"""The recognizer interface every backend implements, and its plain-data results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from voxrelay.errors import InvalidArgument
+
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode one segment. ``None`` language means detect it."""
+
+    language: str | None = None
+    task: Task = "transcribe"
+    beam_size: int = 5
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.beam_size <= 10:
+            raise InvalidArgument(f"beam_size: {self.beam_size} is out of range (1..10)")
+        if self.task not in ("transcribe", "translate"):
+            raise InvalidArgument(f"task: {self.task!r} is not one of transcribe, translate")
+        if self.language is not None and not (2 <= len(self.language) <= 8 and self.language.isalpha()):
+            raise InvalidArgument(f"language: {self.language!r} is not a language code such as 'en'")
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One piece of Whisper's output with its own confidence signals (times in the segment)."""
+
+    text: str
+    start: float
+    end: float
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What a backend returns for one segment. Times are seconds from the segment's first sample."""
+
+    text: str
+    phrases: tuple[Phrase, ...]
+    language: str
+    language_probability: float
+    words: tuple[WordTiming, ...] = field(default=())
+
+    @property
+    def avg_logprob(self) -> float:
+        """Duration-weighted mean of the phrases' avg_logprob (0.0 when there are none)."""
+        weights = [max(p.end - p.start, 1e-3) for p in self.phrases]
+        if not weights:
+            return 0.0
+        return float(sum(w * p.avg_logprob for w, p in zip(weights, self.phrases)) / sum(weights))
+
+    @property
+    def no_speech_prob(self) -> float:
+        """The highest no_speech_prob of the phrases (1.0 when Whisper produced nothing)."""
+        return max((p.no_speech_prob for p in self.phrases), default=1.0)
+
+    @property
+    def compression_ratio(self) -> float:
+        return max((p.compression_ratio for p in self.phrases), default=0.0)
+
+    @property
+    def start(self) -> float:
+        return self.phrases[0].start if self.phrases else 0.0
+
+    @property
+    def end(self) -> float:
+        return self.phrases[-1].end if self.phrases else 0.0
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """Name, content version and runtime of a loaded model."""
+
+    name: str
+    version: str
+    backend: str
+    multilingual: bool
+    compute: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model. ``transcribe`` is blocking and thread-safe; callers run it off the event loop."""
+
+    @property
+    def model(self) -> ModelDescriptor: ...
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """Recognise ``audio`` (float32, mono, 16 kHz, in [-1, 1])."""
+        ...
+
+    def close(self) -> None:
+        """Release the model."""
+        ...

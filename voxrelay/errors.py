@@ -1,0 +1,73 @@
+"""The error hierarchy shared by both sides.
+
+Every error has a stable ``code`` (a gRPC status code name) and a message that says what was wrong
+and, where it helps, what to do. The gRPC mapping lives in one place: ``VoxrelayError.grpc_code``.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class VoxrelayError(Exception):
+    """Base class. ``code`` is the gRPC status this error maps to."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def grpc_code(self) -> grpc.StatusCode:
+        return self.code
+
+
+class InvalidArgument(VoxrelayError):
+    """A malformed request: the message names the field and the problem."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class LimitExceeded(VoxrelayError):
+    """A request over one of the server's limits."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ModelNotFound(VoxrelayError):
+    """An unknown model name, or one that is not served here."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class MissingDependency(VoxrelayError):
+    """An optional package that this feature needs is not installed."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs the Python package {package!r}, which is not installed: "
+            f"pip install 'voxrelay[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class Unavailable(VoxrelayError):
+    """The server is draining or not reachable."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class AudioError(VoxrelayError):
+    """Audio that cannot be read or decoded (a file that is not a WAV, a corrupt header...)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class BackendError(VoxrelayError):
+    """The recognition backend failed on an input."""
+
+    code = grpc.StatusCode.INTERNAL

@@ -1,0 +1,1 @@
+"""The model catalogue: which model names exist and where their weights come from."""
