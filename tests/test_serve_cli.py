@@ -1,0 +1,111 @@
+"""`voxrelay serve` as a real process: the listening line, reflection, graceful stop on signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.conftest import load_pcm16
+from voxrelay.protos import SERVICE_NAME, pb, pb_grpc
+
+pytestmark = pytest.mark.slow
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxrelay", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise AssertionError(
+            f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+        )
+    return proc, line.removeprefix("listening on ")
+
+
+def test_serve_prints_address_answers_and_stops_on_ctrl_c() -> None:
+    proc, address = start_serve("--reflection")
+    try:
+        host, port = address.rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        with grpc.insecure_channel(address) as channel:
+            info = pb_grpc.RecognizerStub(channel).GetInfo(pb.GetInfoRequest(), timeout=10)
+            assert info.models[0].name == "tiny.en"
+            from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            reply = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=10)))
+            names = {s.name for s in reply.list_services_response.service}
+            assert SERVICE_NAME in names and "grpc.health.v1.Health" in names
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_sigterm_finishes_in_flight_segment_then_refuses(speech_dir: Path) -> None:
+    proc, address = start_serve("--grace", "30")
+    audio = load_pcm16(speech_dir / "asr" / "jfk_inaugural_1961.wav").tobytes()
+    responses: list[pb.StreamResponse] = []
+    ended = threading.Event()
+    stop_sending = threading.Event()
+
+    def requests() -> Iterator[pb.StreamRequest]:
+        yield pb.StreamRequest(config=pb.SessionConfig(device_id="d", session_id="s"))
+        yield pb.StreamRequest(start=pb.SegmentStart(segment_id="d/s/0"))
+        for i in range(0, len(audio), 32000):
+            yield pb.StreamRequest(audio=pb.AudioChunk(audio=audio[i : i + 32000]))
+        yield pb.StreamRequest(end=pb.SegmentEnd(segment_id="d/s/0"))
+        ended.set()
+        stop_sending.wait(60)
+
+    channel = grpc.insecure_channel(address)
+    call = pb_grpc.RecognizerStub(channel).Stream(requests(), timeout=120)
+    try:
+        for response in call:
+            responses.append(response)
+            if response.HasField("ack"):
+                proc.send_signal(signal.SIGTERM)  # the segment is in flight now
+                break
+        for response in call:
+            responses.append(response)
+            if response.HasField("result"):
+                break
+        results = [r.result for r in responses if r.HasField("result")]
+        assert results and "ask not" in results[0].text.lower()
+        # Now draining: a new call is refused with UNAVAILABLE (or the port is already closed).
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.RecognizerStub(channel).Recognize(pb.RecognizeRequest(audio=audio[:32000]), timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop_sending.set()
+        call.cancel()
+        channel.close()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_serve_refuses_unknown_model_with_a_clear_message() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "voxrelay", "serve", "--port", "0", "--model", "no-such-model"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "no-such-model" in proc.stderr and "Traceback" not in proc.stderr

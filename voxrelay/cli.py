@@ -1,0 +1,120 @@
+"""The ``voxrelay`` command line: argument parsing only; each subcommand lives with its side."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from voxrelay import __version__
+from voxrelay.errors import InvalidArgument, VoxrelayError
+
+USAGE_ERROR = 2
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from voxrelay.cloud.settings import BACKENDS, ServerSettings
+
+    d = ServerSettings()
+    p = sub.add_parser(
+        "serve", help="run the recognizer service (gRPC)", description="Run the recognizer service."
+    )
+    p.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=d.port, help="port (default %(default)s; 0 picks a free one)")
+    p.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help="model to serve: tiny.en (default), base, a CTranslate2 directory; repeat to serve several "
+        "(the first is the default)",
+    )
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="(default %(default)s)")
+    p.add_argument(
+        "--beam-size", type=int, default=d.beam_size, help="default beam width (default %(default)s)"
+    )
+    p.add_argument(
+        "--compute-type",
+        default=d.compute_type,
+        help="CTranslate2 compute type: int8 (default), float32, int8_float32...",
+    )
+    p.add_argument("--device", default=d.device, help="cpu (default) or cuda")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=d.inference_workers,
+        dest="inference_workers",
+        help="segments inside the model at once (default %(default)s)",
+    )
+    p.add_argument("--max-segment-seconds", type=float, default=d.max_segment_seconds)
+    p.add_argument("--max-streams", type=int, default=d.max_concurrent_streams, dest="max_concurrent_streams")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=d.grace_seconds,
+        dest="grace_seconds",
+        help="seconds to finish in-flight segments on shutdown (default %(default)s)",
+    )
+    p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (for grpcurl)")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from voxrelay.cloud.server import serve
+    from voxrelay.cloud.settings import ServerSettings
+
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        models=tuple(args.models or ("tiny.en",)),
+        backend=args.backend,
+        device=args.device,
+        compute_type=args.compute_type,
+        beam_size=args.beam_size,
+        inference_workers=args.inference_workers,
+        max_segment_seconds=args.max_segment_seconds,
+        max_concurrent_streams=args.max_concurrent_streams,
+        grace_seconds=args.grace_seconds,
+        reflection=args.reflection,
+    )
+    return serve(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxrelay",
+        description="Edge/cloud speech transcription: VAD at the edge, Whisper in the cloud, gRPC between.",
+    )
+    parser.add_argument("--version", action="version", version=f"voxrelay {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
+    level = (
+        logging.ERROR
+        if args.quiet
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)]
+    )
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.run(args))
+    except InvalidArgument as err:
+        print(f"voxrelay {args.command}: {err.message}", file=sys.stderr)
+        return USAGE_ERROR
+    except VoxrelayError as err:
+        print(f"voxrelay {args.command}: {err.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

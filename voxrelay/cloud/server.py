@@ -1,0 +1,154 @@
+"""Building, running and stopping the recognizer server (``voxrelay serve`` and the embedded one)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Mapping
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from voxrelay.cloud.backends import load_backend
+from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.service import RecognizerService
+from voxrelay.cloud.settings import ServerSettings
+from voxrelay.errors import VoxrelayError
+from voxrelay.protos import SERVICE_NAME, pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
+    """Load every model of ``settings`` once (blocking: seconds per model)."""
+    engines: dict[str, InferenceEngine] = {}
+    for name in settings.models:
+        began = time.perf_counter()
+        backend = load_backend(
+            name,
+            settings.backend,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            num_workers=settings.inference_workers,
+        )
+        log.info(
+            "loaded %s (%s, version %s, %s) in %.1f s",
+            name,
+            backend.model.backend,
+            backend.model.version,
+            backend.model.compute,
+            time.perf_counter() - began,
+        )
+        engines[name] = InferenceEngine(backend, settings.inference_workers)
+    return engines
+
+
+def _channel_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    # A Recognize request may carry max_segment_seconds of the widest accepted format.
+    widest = int(settings.max_segment_seconds * settings.max_sample_rate_hz * 2 * 4)
+    return [
+        ("grpc.max_receive_message_length", max(4 << 20, widest + (64 << 10))),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class RecognizerServer:
+    """A started grpc.aio server with its core and health service; ``stop`` drains gracefully."""
+
+    def __init__(
+        self, server: grpc.aio.Server, core: ServiceCore, health_servicer: health.aio.HealthServicer
+    ):
+        self.server = server
+        self.core = core
+        self.health = health_servicer
+        self._stopped = False
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting work, finish in-flight segments within ``grace`` seconds, then stop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.core.settings.grace_seconds if grace is None else grace
+        began = time.perf_counter()
+        await self.health.enter_graceful_shutdown()
+        await self.core.drain(grace)
+        remaining = max(0.5, grace - (time.perf_counter() - began))
+        await self.server.stop(remaining)
+        await asyncio.to_thread(self.core.close)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def create_server(
+    settings: ServerSettings, engines: Mapping[str, InferenceEngine] | None = None
+) -> tuple[RecognizerServer, int]:
+    """Build and start the server; returns it and the port it is bound to (settings.port 0 picks one)."""
+    if engines is None:
+        engines = await asyncio.to_thread(load_engines, settings)
+    core = ServiceCore(settings, engines)
+    server = grpc.aio.server(options=_channel_options(settings))
+    pb_grpc.add_RecognizerServicer_to_server(RecognizerService(core), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection:
+        from grpc_reflection.v1alpha import reflection
+
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+    try:
+        port = server.add_insecure_port(settings.address)
+    except RuntimeError as err:
+        raise VoxrelayError(f"cannot listen on {settings.address}: {err}") from err
+    if port == 0:
+        raise VoxrelayError(f"cannot listen on {settings.address}: the address is in use or not local")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RecognizerServer(server, core, health_servicer), port
+
+
+async def _serve(settings: ServerSettings) -> None:
+    engines = await asyncio.to_thread(load_engines, settings)
+    server, port = await create_server(settings, engines)
+    print(f"listening on {settings.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info(
+        "stopping: finishing in-flight segments (grace %.1f s); press Ctrl-C again to stop now",
+        settings.grace_seconds,
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+    await server.stop()
+    log.info("stopped")
+
+
+def serve(settings: ServerSettings) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the exit status."""
+    try:
+        asyncio.run(_serve(settings))
+    except VoxrelayError as err:
+        print(f"voxrelay serve: {err.message}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        return 0
+    return 0

@@ -1,0 +1,110 @@
+"""The gRPC servicer: maps calls onto the service core and errors onto status codes (one place)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from voxrelay import __version__
+from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.session import StreamSession
+from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
+from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError
+from voxrelay.protos import pb, pb_grpc
+
+log = logging.getLogger(__name__)
+
+RETRY_PUSHBACK_MS = "2000"
+
+
+async def abort(context: grpc.aio.ServicerContext, err: VoxrelayError) -> None:
+    """End the call with the error's status. Over-limit refusals carry a retry hint."""
+    if err.grpc_code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+        context.set_trailing_metadata((("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS),))
+    await context.abort(err.grpc_code, err.message)
+
+
+class RecognizerService(pb_grpc.RecognizerServicer):
+    def __init__(self, core: ServiceCore) -> None:
+        self.core = core
+
+    async def Stream(
+        self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamResponse]:
+        core = self.core
+        if core.draining:
+            await abort(
+                context, Unavailable("the server is draining; connect to another replica or retry later")
+            )
+        if core.active_streams >= core.settings.max_concurrent_streams:
+            await abort(
+                context,
+                LimitExceeded(
+                    f"too many concurrent streams (limit {core.settings.max_concurrent_streams}); "
+                    "retry in a few seconds"
+                ),
+            )
+        core.active_streams += 1
+        session = StreamSession(core, context.peer())
+        try:
+            async for response in session.responses(request_iterator):
+                yield response
+        except VoxrelayError as err:
+            log.info("stream %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)
+            await abort(context, err)
+        except Exception as err:
+            log.exception("stream %s failed", context.peer())
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
+        finally:
+            core.active_streams -= 1
+
+    async def Recognize(
+        self, request: pb.RecognizeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecognitionResult:
+        core = self.core
+        try:
+            if core.draining:
+                raise Unavailable("the server is draining; connect to another replica or retry later")
+            engine = core.engine_for("options.model", request.options.model)
+            fmt = wire_format("format", request.format, core.settings)
+            options = decode_options("options", request.options, core.settings, engine.model)
+            if not request.audio:
+                raise InvalidArgument("audio: empty; a Recognize request carries the utterance's audio bytes")
+            seconds = fmt.seconds(len(request.audio))
+            if seconds > core.settings.max_segment_seconds:
+                raise LimitExceeded(
+                    f"audio: {seconds:.1f} s is over the limit of {core.settings.max_segment_seconds:g} s; "
+                    "use Stream with shorter segments"
+                )
+            if len(request.audio) % fmt.frame_bytes:
+                raise InvalidArgument(
+                    f"audio: {len(request.audio)} bytes is not a whole number of frames "
+                    f"({fmt.frame_bytes} bytes per frame for {fmt.describe()})"
+                )
+            audio = fmt.decode("audio", request.audio)
+            core.metrics_audio(seconds)
+            recognition = await engine.recognize(audio, options)
+        except VoxrelayError as err:
+            log.info("Recognize from %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)
+            await abort(context, err)
+            raise  # unreachable: abort raises
+        result = recognition_result(
+            recognition,
+            segment_id="",
+            offset=0.0,
+            audio_seconds=seconds,
+            model=engine.model,
+            slot=core.settings.slot,
+        )
+        core.observe_result(engine.model, result)
+        return result
+
+    async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.ServerInfo:
+        return pb.ServerInfo(
+            server_version=__version__,
+            models=[model_info(engine.model) for engine in self.core.engines.values()],
+            limits=limits(self.core.settings),
+            encodings=[pb.LINEAR16, pb.FLOAT32],
+        )

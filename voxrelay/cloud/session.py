@@ -1,0 +1,252 @@
+"""One ``Stream`` call: the message-order state machine, segment assembly, in-order results."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from voxrelay.cloud.audio import WireFormat
+from voxrelay.cloud.backends.base import DecodeOptions
+from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
+from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError
+from voxrelay.protos import pb
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = {"device_id": 128, "session_id": 128, "segment_id": 256}
+
+
+def check_id(field: str, value: str) -> str:
+    limit = MAX_ID_LENGTH[field.rsplit(".", 1)[-1]]
+    if not value:
+        raise InvalidArgument(f"{field}: must not be empty")
+    if len(value) > limit:
+        raise InvalidArgument(f"{field}: {len(value)} characters is over the limit of {limit}")
+    if not value.isprintable():
+        raise InvalidArgument(f"{field}: must be printable characters only")
+    return value
+
+
+@dataclass
+class OpenSegment:
+    segment_id: str
+    sequence: int
+    offset: float
+    chunks: list[bytes] = field(default_factory=list)
+    n_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SessionState:
+    device_id: str
+    session_id: str
+    fmt: WireFormat
+    options: DecodeOptions
+    engine: InferenceEngine
+
+
+_DONE = object()
+
+
+class StreamSession:
+    """Reads one client's requests, answers acks at once and results in the order segments ended."""
+
+    def __init__(self, core: ServiceCore, peer: str) -> None:
+        self.core = core
+        self.peer = peer
+        self._out: asyncio.Queue[object] = asyncio.Queue()
+        self._results: asyncio.Queue[object] = asyncio.Queue()
+        self._state: SessionState | None = None
+        self._segment: OpenSegment | None = None
+
+    async def responses(self, requests: AsyncIterator[pb.StreamRequest]) -> AsyncIterator[pb.StreamResponse]:
+        """Yield responses; raises a VoxrelayError for a request that ends the stream."""
+        reader = asyncio.create_task(self._read(requests), name=f"stream-read {self.peer}")
+        deliverer = asyncio.create_task(self._deliver(), name=f"stream-deliver {self.peer}")
+        try:
+            while True:
+                item = await self._out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, pb.StreamResponse)
+                yield item
+        finally:
+            reader.cancel()
+            deliverer.cancel()
+            await asyncio.gather(reader, deliverer, return_exceptions=True)
+
+    async def _read(self, requests: AsyncIterator[pb.StreamRequest]) -> None:
+        error: BaseException | None = None
+        try:
+            async for request in requests:
+                await self._handle(request)
+            if self._segment is not None:
+                raise InvalidArgument(
+                    f"end: the stream closed while segment {self._segment.segment_id!r} was open; "
+                    "send its end before closing"
+                )
+            if self._state is None:
+                raise InvalidArgument("config: the stream closed before a config was sent")
+        except VoxrelayError as err:
+            error = err
+        # Results of every segment that ended go out first, then the stream ends (with the error).
+        await self._results.put(error if error is not None else _DONE)
+
+    async def _deliver(self) -> None:
+        while True:
+            item = await self._results.get()
+            if item is _DONE or isinstance(item, BaseException):
+                await self._out.put(item)
+                return
+            assert isinstance(item, asyncio.Future)
+            response = await item
+            await self._out.put(response)
+
+    async def _handle(self, request: pb.StreamRequest) -> None:
+        kind = request.WhichOneof("message")
+        if kind is None:
+            raise InvalidArgument("StreamRequest: no message set (expected config, start, audio or end)")
+        if self._state is None and kind != "config":
+            raise InvalidArgument(f"{kind}: the first message of a stream must be config, not {kind}")
+        if kind == "config":
+            await self._configure(request.config)
+        elif kind == "start":
+            await self._start(request.start)
+        elif kind == "audio":
+            self._audio(request.audio)
+        else:
+            self._end(request.end)
+
+    async def _configure(self, config: pb.SessionConfig) -> None:
+        if self._state is not None:
+            raise InvalidArgument("config: sent twice; a stream has exactly one config, first")
+        device_id = check_id("config.device_id", config.device_id)
+        session_id = check_id("config.session_id", config.session_id)
+        fmt = wire_format("config.format", config.format, self.core.settings)
+        engine = self.core.engine_for("config.options.model", config.options.model)
+        options = decode_options("config.options", config.options, self.core.settings, engine.model)
+        self._state = SessionState(device_id, session_id, fmt, options, engine)
+        log.info(
+            "stream %s: session %s/%s, %s, model %s",
+            self.peer,
+            device_id,
+            session_id,
+            fmt.describe(),
+            engine.model.name,
+        )
+        accepted = pb.SessionAccepted(
+            session_id=session_id, model=model_info(engine.model), limits=limits(self.core.settings)
+        )
+        await self._out.put(pb.StreamResponse(accepted=accepted))
+
+    async def _start(self, start: pb.SegmentStart) -> None:
+        if self._segment is not None:
+            raise InvalidArgument(
+                f"start: segment {self._segment.segment_id!r} is still open; send its end first"
+            )
+        segment_id = check_id("start.segment_id", start.segment_id)
+        if start.offset_seconds < 0 or start.offset_seconds != start.offset_seconds:
+            raise InvalidArgument(f"start.offset_seconds: {start.offset_seconds} must be a time ≥ 0")
+        if self.core.draining:
+            raise Unavailable("the server is draining; reconnect (to another replica) to send more segments")
+        self._segment = OpenSegment(segment_id, start.sequence, start.offset_seconds)
+
+    def _audio(self, chunk: pb.AudioChunk) -> None:
+        assert self._state is not None
+        if self._segment is None:
+            raise InvalidArgument("audio: no segment is open; send start before audio")
+        segment = self._segment
+        if not chunk.audio:
+            raise InvalidArgument("audio: empty chunk; send at least one frame")
+        settings = self.core.settings
+        self._state.fmt.check_chunk("audio", chunk.audio, settings.max_chunk_bytes)
+        segment.n_bytes += len(chunk.audio)
+        seconds = self._state.fmt.seconds(segment.n_bytes)
+        if seconds > settings.max_segment_seconds:
+            raise LimitExceeded(
+                f"segment {segment.segment_id!r}: {seconds:.1f} s of audio is over the limit of "
+                f"{settings.max_segment_seconds:g} s per segment; split long speech into shorter segments"
+            )
+        segment.chunks.append(chunk.audio)
+        self.core.metrics_audio(self._state.fmt.seconds(len(chunk.audio)))
+
+    def _end(self, end: pb.SegmentEnd) -> None:
+        state = self._state
+        assert state is not None
+        segment = self._segment
+        if segment is None:
+            raise InvalidArgument("end: no segment is open; send start first")
+        if end.segment_id and end.segment_id != segment.segment_id:
+            raise InvalidArgument(
+                f"end.segment_id: {end.segment_id!r} does not match the open segment {segment.segment_id!r}"
+            )
+        if not segment.n_bytes:
+            raise InvalidArgument(f"end: segment {segment.segment_id!r} has no audio")
+        self._segment = None
+        ended = time.perf_counter()
+        audio_seconds = state.fmt.seconds(segment.n_bytes)
+        future, owner = self.core.results.claim((state.device_id, segment.segment_id))
+        ack = pb.SegmentAck(segment_id=segment.segment_id, audio_seconds=audio_seconds, duplicate=not owner)
+        self._out.put_nowait(pb.StreamResponse(ack=ack))
+        if owner:
+            self.core.spawn(self._recognize(state, segment, audio_seconds, ended, future))
+        self._results.put_nowait(asyncio.ensure_future(self._respond(segment.segment_id, future)))
+
+    async def _recognize(
+        self,
+        state: SessionState,
+        segment: OpenSegment,
+        audio_seconds: float,
+        ended: float,
+        future: asyncio.Future[pb.RecognitionResult],
+    ) -> None:
+        key = (state.device_id, segment.segment_id)
+        try:
+            audio = state.fmt.decode("audio", b"".join(segment.chunks))
+            recognition = await state.engine.recognize(audio, state.options)
+        except VoxrelayError as err:
+            if not future.done():
+                future.set_exception(err)
+            self.core.results.forget(key)
+            return
+        except asyncio.CancelledError:
+            self.core.results.forget(key)
+            raise
+        result = recognition_result(
+            recognition,
+            segment_id=segment.segment_id,
+            offset=segment.offset,
+            audio_seconds=audio_seconds,
+            model=state.engine.model,
+            slot=self.core.settings.slot,
+        )
+        # Queue wait counts from the segment's end: decoding and waiting for a worker.
+        result.timings.queue_wait_seconds = max(0.0, time.perf_counter() - ended - recognition.inference)
+        self.core.observe_result(state.engine.model, result)
+        if not future.done():
+            future.set_result(result)
+
+    async def _respond(
+        self, segment_id: str, future: asyncio.Future[pb.RecognitionResult]
+    ) -> pb.StreamResponse:
+        try:
+            result = await asyncio.shield(future)
+        except VoxrelayError as err:
+            log.warning("segment %s failed: %s", segment_id, err.message)
+            error = pb.SegmentError(segment_id=segment_id, code=err.code.name, message=err.message)
+            return pb.StreamResponse(error=error)
+        except asyncio.CancelledError:
+            error = pb.SegmentError(
+                segment_id=segment_id,
+                code="UNAVAILABLE",
+                message="the server stopped before the segment was recognised; resend it",
+            )
+            return pb.StreamResponse(error=error)
+        return pb.StreamResponse(result=result)

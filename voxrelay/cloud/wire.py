@@ -1,0 +1,122 @@
+"""Conversions between the protobuf messages and the service's plain dataclasses."""
+
+from __future__ import annotations
+
+from voxrelay.cloud.audio import WireFormat
+from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor, Transcript
+from voxrelay.cloud.engine import Recognition
+from voxrelay.cloud.settings import ServerSettings
+from voxrelay.errors import InvalidArgument
+from voxrelay.protos import pb
+
+
+def wire_format(field: str, fmt: pb.AudioFormat, settings: ServerSettings) -> WireFormat:
+    return WireFormat.validate(
+        field,
+        pb.AudioEncoding.Name(fmt.encoding),
+        fmt.sample_rate_hz,
+        fmt.channels,
+        settings.min_sample_rate_hz,
+        settings.max_sample_rate_hz,
+    )
+
+
+def decode_options(
+    field: str, options: pb.RecognitionOptions, settings: ServerSettings, model: ModelDescriptor
+) -> DecodeOptions:
+    """Validate RecognitionOptions against the server's defaults and the chosen model."""
+    language = options.language.strip().lower() or None
+    if language is not None and not (2 <= len(language) <= 8 and language.isalpha()):
+        raise InvalidArgument(f"{field}.language: {options.language!r} is not a language code such as 'en'")
+    if language not in (None, "en") and not model.multilingual:
+        raise InvalidArgument(
+            f"{field}.language: {language!r} cannot be recognised by {model.name}, which is English-only; "
+            "use a multilingual model (e.g. base)"
+        )
+    if options.beam_size > 10:
+        raise InvalidArgument(f"{field}.beam_size: {options.beam_size} is out of range (1..10; 0 = default)")
+    if options.task == pb.TRANSLATE and not model.multilingual:
+        raise InvalidArgument(
+            f"{field}.task: TRANSLATE needs a multilingual model; {model.name} is English-only"
+        )
+    if len(options.initial_prompt) > 2000 or len(options.hotwords) > 2000:
+        raise InvalidArgument(f"{field}: initial_prompt and hotwords are limited to 2000 characters")
+    return DecodeOptions(
+        language=language,
+        task="translate" if options.task == pb.TRANSLATE else "transcribe",
+        beam_size=options.beam_size or settings.beam_size,
+        word_timestamps=options.word_timestamps,
+        initial_prompt=options.initial_prompt or None,
+        hotwords=options.hotwords or None,
+    )
+
+
+def model_info(model: ModelDescriptor) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        name=model.name,
+        version=model.version,
+        backend=model.backend,
+        multilingual=model.multilingual,
+        compute=model.compute,
+    )
+
+
+def limits(settings: ServerSettings) -> pb.Limits:
+    return pb.Limits(
+        max_segment_seconds=settings.max_segment_seconds,
+        max_chunk_bytes=settings.max_chunk_bytes,
+        max_concurrent_streams=settings.max_concurrent_streams,
+        min_sample_rate_hz=settings.min_sample_rate_hz,
+        max_sample_rate_hz=settings.max_sample_rate_hz,
+    )
+
+
+def recognition_result(
+    recognition: Recognition,
+    *,
+    segment_id: str,
+    offset: float,
+    audio_seconds: float,
+    model: ModelDescriptor,
+    slot: str,
+) -> pb.RecognitionResult:
+    """The result message of one segment; times are moved into the session's timeline."""
+    t: Transcript = recognition.transcript
+    return pb.RecognitionResult(
+        segment_id=segment_id,
+        text=t.text,
+        start_seconds=offset + t.start,
+        end_seconds=offset + t.end,
+        words=[
+            pb.Word(
+                word=w.word,
+                start_seconds=offset + w.start,
+                end_seconds=offset + w.end,
+                probability=w.probability,
+            )
+            for w in t.words
+        ],
+        phrases=[
+            pb.Phrase(
+                text=p.text,
+                start_seconds=offset + p.start,
+                end_seconds=offset + p.end,
+                avg_logprob=p.avg_logprob,
+                no_speech_prob=p.no_speech_prob,
+                compression_ratio=p.compression_ratio,
+            )
+            for p in t.phrases
+        ],
+        language=t.language,
+        language_probability=t.language_probability,
+        avg_logprob=t.avg_logprob,
+        no_speech_prob=t.no_speech_prob,
+        compression_ratio=t.compression_ratio,
+        model=model_info(model),
+        slot=slot,
+        timings=pb.Timings(
+            queue_wait_seconds=recognition.queue_wait,
+            inference_seconds=recognition.inference,
+            audio_seconds=audio_seconds,
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Quality evaluation: WER, VAD scoring, reports (``voxrelay eval``)."""
