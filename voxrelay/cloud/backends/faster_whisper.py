@@ -1,0 +1,135 @@
+"""The faster-whisper (CTranslate2) backend: the default recognizer on CPU and GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voxrelay.errors import BackendError, InvalidArgument, MissingDependency
+from voxrelay.models.catalogue import ResolvedModel, local_model, model_version
+
+from .base import DecodeOptions, ModelDescriptor, Phrase, Transcript, WordTiming
+
+BACKEND_NAME = "faster-whisper"
+
+
+class FasterWhisperBackend:
+    """One faster-whisper ``WhisperModel``; ``transcribe`` may be called from several threads.
+
+    ``num_workers`` is how many transcriptions CTranslate2 runs at once (each with ``cpu_threads``
+    threads; 0 means CTranslate2's default). Decoding uses faster-whisper's defaults (beam search
+    with temperature fallback, condition on previous text) without its VAD filter: the edge has
+    already cut the audio to speech.
+    """
+
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+    ) -> None:
+        if cpu_threads < 0:
+            raise InvalidArgument(f"cpu_threads: {cpu_threads} must be 0 (automatic) or more")
+        if num_workers < 1:
+            raise InvalidArgument(f"num_workers: {num_workers} must be at least 1")
+        if device == "cpu" and compute_type == "float16":
+            raise InvalidArgument("compute_type: float16 does not run on CPU; use int8 or float32")
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as err:
+            raise MissingDependency("the faster-whisper backend", "faster-whisper", "cloud") from err
+        local = local_model(resolved)
+        assert local.path is not None
+        try:
+            self._model: WhisperModel | None = WhisperModel(
+                local.path,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=num_workers,
+                local_files_only=True,
+            )
+        except ValueError as err:  # CTranslate2's word for a bad device or compute type
+            raise InvalidArgument(f"cannot load {resolved.name!r} on {device}/{compute_type}: {err}") from err
+        except RuntimeError as err:
+            raise BackendError(f"cannot load model {resolved.name!r} from {local.path}: {err}") from err
+        self._multilingual = bool(self._model.model.is_multilingual)
+        actual_compute = getattr(self._model.model, "compute_type", compute_type)
+        self._descriptor = ModelDescriptor(
+            name=resolved.name,
+            version=model_version(local.path),
+            backend=BACKEND_NAME,
+            multilingual=self._multilingual,
+            compute=f"{device}/{actual_compute}",
+        )
+
+    @property
+    def model(self) -> ModelDescriptor:
+        return self._descriptor
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        model = self._model
+        if model is None:
+            raise BackendError("the faster-whisper backend is closed")
+        samples = check_audio(audio)
+        language = options.language if self._multilingual else "en"
+        try:
+            segments, info = model.transcribe(
+                samples,
+                language=language,
+                task=options.task,
+                beam_size=options.beam_size,
+                word_timestamps=options.word_timestamps,
+                initial_prompt=options.initial_prompt,
+                hotwords=options.hotwords,
+                vad_filter=False,
+            )
+            segments = list(segments)  # decoding happens while the generator is consumed
+        except Exception as err:
+            raise BackendError(
+                f"faster-whisper failed on a {samples.size / 16000:.2f} s segment: {err}"
+            ) from err
+        phrases = tuple(
+            Phrase(
+                text=s.text.strip(),
+                start=float(s.start),
+                end=float(s.end),
+                avg_logprob=float(s.avg_logprob),
+                no_speech_prob=float(s.no_speech_prob),
+                compression_ratio=float(s.compression_ratio),
+            )
+            for s in segments
+        )
+        words = tuple(
+            WordTiming(word=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability))
+            for s in segments
+            for w in (s.words or ())
+        )
+        return Transcript(
+            text="".join(s.text for s in segments).strip(),
+            phrases=phrases,
+            language=info.language,
+            language_probability=float(info.language_probability),
+            words=words,
+        )
+
+    def close(self) -> None:
+        """Drop the model; CTranslate2 frees its memory when the last reference goes."""
+        self._model = None
+
+
+def check_audio(audio: np.ndarray) -> np.ndarray:
+    """Validate a segment (1-D, float, finite, non-empty) and return it as contiguous float32."""
+    if not isinstance(audio, np.ndarray):
+        raise InvalidArgument(f"audio: expected a numpy array, got {type(audio).__name__}")
+    if audio.ndim != 1:
+        raise InvalidArgument(f"audio: expected mono samples (1-D), got shape {audio.shape}")
+    if audio.dtype.kind != "f":
+        raise InvalidArgument(f"audio: expected float samples in [-1, 1], got dtype {audio.dtype}")
+    if audio.size == 0:
+        raise InvalidArgument("audio: the segment is empty")
+    samples = np.ascontiguousarray(audio, dtype=np.float32)
+    if not np.isfinite(samples).all():
+        raise InvalidArgument("audio: the segment contains NaN or infinite samples")
+    return samples
