@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from voxrelay import __version__
 from voxrelay.errors import InvalidArgument, VoxrelayError
@@ -81,6 +83,135 @@ def _run_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
+    from voxrelay.edge.agent import DEFAULT_VAD, VADS
+    from voxrelay.edge.sinks import FORMATS
+
+    p.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="recognizer to use; without it an embedded recognizer runs in-process",
+    )
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default %(default)s)")
+    p.add_argument(
+        "--vad", choices=VADS, default=DEFAULT_VAD, help="voice activity detector (default %(default)s)"
+    )
+    p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
+    p.add_argument("--vad-threshold", type=float, help="silero speech probability threshold (0-1)")
+    p.add_argument("--model", help="model name (default: the server's default; embedded: tiny.en)")
+    p.add_argument("--language", help="language code such as en or de (default: detect)")
+    p.add_argument("--beam-size", type=int, default=0, help="beam width (default: the server's)")
+    p.add_argument("--word-timestamps", action="store_true", help="ask for per-word timings (JSON output)")
+    p.add_argument("--initial-prompt", help="context text for the model (spellings, style)")
+    p.add_argument("--hotwords", help="words or phrases the model should favour")
+    p.add_argument("--device-id", help="id of this device (default: the host name)")
+    p.add_argument(
+        "--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)"
+    )
+    if with_pace:
+        p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live)")
+
+
+def _add_transcribe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe WAV files",
+        description="Transcribe WAV files through VAD, segmenter and recognizer.",
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="WAV files (any PCM layout, rate and channel count)"
+    )
+    p.add_argument("--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file instead of stdout")
+    _add_edge_options(p, with_pace=True)
+    p.set_defaults(run=_run_transcribe)
+
+
+def _add_listen(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "listen", help="transcribe the microphone live", description="Transcribe the microphone."
+    )
+    p.add_argument("--device", help="input device index or name (see `voxrelay devices`)")
+    _add_edge_options(p, with_pace=False)
+    p.set_defaults(run=_run_listen)
+
+
+def _add_devices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
+    p.set_defaults(run=_run_devices)
+
+
+def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tuple[Any, Any]:
+    from voxrelay.edge.agent import VadSettings
+    from voxrelay.edge.transcribe import default_device_id
+    from voxrelay.edge.uplink import UplinkSettings
+
+    uplink = UplinkSettings(
+        server=server,
+        device_id=args.device_id or default_device_id(),
+        language=args.language,
+        model=None if embedded else args.model,
+        beam_size=args.beam_size,
+        word_timestamps=args.word_timestamps,
+        initial_prompt=args.initial_prompt,
+        hotwords=args.hotwords,
+    )
+    return uplink, VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
+
+
+async def _with_server(args: argparse.Namespace, body: Callable[[str, bool], Awaitable[int]]) -> int:
+    if args.server:
+        from voxrelay.edge.transcribe import parse_server
+
+        return await body(parse_server(args.server), False)
+    from voxrelay.embedded import embedded_recognizer
+
+    async with embedded_recognizer(model=args.model or "tiny.en", backend=args.backend) as address:
+        return await body(address, True)
+
+
+def _run_transcribe(args: argparse.Namespace) -> int:
+    from voxrelay.edge.transcribe import transcribe
+
+    if args.pace is not None and args.pace <= 0:
+        raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
+
+    async def body(server: str, embedded: bool) -> int:
+        uplink, vad = _edge_settings(args, server, embedded)
+        return await transcribe(
+            args.paths, uplink, fmt=args.format, vad=vad, pace=args.pace, output_dir=args.output_dir
+        )
+
+    return asyncio.run(_with_server(args, body))
+
+
+def _run_listen(args: argparse.Namespace) -> int:
+    from voxrelay.edge.transcribe import listen
+
+    device: int | str | None = int(args.device) if args.device and args.device.isdigit() else args.device
+
+    async def body(server: str, embedded: bool) -> int:
+        uplink, vad = _edge_settings(args, server, embedded)
+        return await listen(uplink, device=device, fmt=args.format, vad=vad)
+
+    return asyncio.run(_with_server(args, body))
+
+
+def _run_devices(args: argparse.Namespace) -> int:
+    from voxrelay.edge.mic import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no audio input devices found", file=sys.stderr)
+        return 1
+    for d in devices:
+        default = " (default)" if d.is_default else ""
+        print(
+            f"{d.index:3d}  {d.name}  [{d.host_api}, {d.max_input_channels} ch, "
+            f"{d.default_samplerate:g} Hz]{default}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxrelay",
@@ -91,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
+    _add_transcribe(sub)
+    _add_listen(sub)
+    _add_devices(sub)
     return parser
 
 
@@ -103,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (
         logging.ERROR
         if args.quiet
-        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)]
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     )
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -1,0 +1,140 @@
+"""The edge pipeline of one session: source → VAD + segmenter (a worker thread) → uplink → results.
+
+Reading and VAD are blocking and CPU-light, so they run on a thread that hands segment events to the
+event loop through a bounded queue (a slow network slows reading down instead of filling memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+from voxrelay.edge.events import AudioBlock, SegmentEvent
+from voxrelay.edge.results import SegmentResult
+from voxrelay.edge.segmenter import SegmenterSettings
+from voxrelay.edge.segments import SpeechSegmenter
+from voxrelay.edge.uplink import Uplink
+from voxrelay.edge.vad import make_vad
+from voxrelay.errors import InvalidArgument
+
+VADS = ("webrtc", "silero")
+DEFAULT_VAD = "webrtc"
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    """Which VAD and how it segments."""
+
+    vad: str = DEFAULT_VAD
+    mode: int | None = None
+    threshold: float | None = None
+    segmenter: SegmenterSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.vad not in VADS:
+            raise InvalidArgument(f"vad: {self.vad!r} is not one of {', '.join(VADS)}")
+        if self.mode is not None and self.vad != "webrtc":
+            raise InvalidArgument(
+                "vad mode: only the webrtc VAD has modes (0-3); use --vad-threshold for silero"
+            )
+        if self.mode is not None and self.mode not in (0, 1, 2, 3):
+            raise InvalidArgument(f"vad mode: {self.mode} is not one of 0, 1, 2, 3")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise InvalidArgument(f"vad threshold: {self.threshold} must lie between 0 and 1")
+
+    def make_segmenter(self) -> SpeechSegmenter:
+        return SpeechSegmenter(make_vad(self.vad, mode=self.mode, threshold=self.threshold), self.segmenter)
+
+
+_END = object()
+
+
+class SegmentPump:
+    """Runs ``blocks`` through a segmenter on a thread; ``events()`` yields the segment events."""
+
+    def __init__(
+        self,
+        blocks: Iterable[AudioBlock],
+        segmenter: SpeechSegmenter,
+        on_block: Callable[[AudioBlock], None] | None = None,
+        max_queued: int = 512,
+    ) -> None:
+        self.blocks = blocks
+        self.segmenter = segmenter
+        self.on_block = on_block
+        self._queue: asyncio.Queue[object] = asyncio.Queue(max_queued)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _put(self, item: object) -> bool:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        while not self._stop.is_set():
+            try:
+                future.result(timeout=0.2)
+                return True
+            except TimeoutError:
+                continue
+        future.cancel()
+        return False
+
+    def _run(self) -> None:
+        try:
+            for block in self.blocks:
+                if self.on_block is not None:
+                    self.on_block(block)
+                for event in self.segmenter.feed(block):
+                    if not self._put(event):
+                        return
+                if self._stop.is_set():
+                    return
+            for event in self.segmenter.flush():
+                if not self._put(event):
+                    return
+            self._put(_END)
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._put(err)
+
+    async def events(self) -> AsyncIterator[SegmentEvent]:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="voxrelay-segmenter", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the worker thread (it ends within one block) and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+
+async def run_session(
+    uplink: Uplink,
+    session_id: str,
+    blocks: Iterable[AudioBlock],
+    vad: VadSettings,
+    on_block: Callable[[AudioBlock], None] | None = None,
+) -> AsyncIterator[SegmentResult]:
+    """Stream one source as one session and yield its results in order."""
+    pump = SegmentPump(blocks, vad.make_segmenter(), on_block)
+    events = pump.events()
+    try:
+        async for result in uplink.session(session_id, events):
+            yield result
+    finally:
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
+        await pump.close()

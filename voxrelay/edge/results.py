@@ -1,0 +1,64 @@
+"""The edge's plain-data view of a recognizer result (protobuf stays in uplink.py)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """The final result of one segment as the edge sees it. Times are seconds in the source."""
+
+    segment_id: str
+    sequence: int
+    text: str
+    start: float
+    end: float
+    language: str = ""
+    language_probability: float = 0.0
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    model: str = ""
+    model_version: str = ""
+    backend: str = ""
+    slot: str = ""
+    audio_seconds: float = 0.0
+    queue_wait_seconds: float = 0.0
+    inference_seconds: float = 0.0
+    # From the end of speech (the segment's close at the edge) to this result at the edge.
+    latency_seconds: float = 0.0
+    words: tuple[Word, ...] = field(default=())
+    # Set when the server could not recognise the segment ("CODE: message"); text is then empty.
+    error: str | None = None
+    duplicate: bool = False
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        """The JSON-lines object of this result (``extra`` fields such as ``file`` come first)."""
+        data = asdict(self)
+        data["words"] = [asdict(w) for w in self.words] if self.words else []
+        if not self.words:
+            del data["words"]
+        if self.error is None:
+            del data["error"]
+        for key in (
+            "start",
+            "end",
+            "audio_seconds",
+            "queue_wait_seconds",
+            "inference_seconds",
+            "latency_seconds",
+        ):
+            data[key] = round(data[key], 3)
+        for key in ("language_probability", "avg_logprob", "no_speech_prob", "compression_ratio"):
+            data[key] = round(data[key], 4)
+        return {**extra, **data}

@@ -1,0 +1,197 @@
+"""``voxrelay transcribe`` and ``voxrelay listen``: sessions over the uplink, results into sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from voxrelay.edge.agent import VadSettings, run_session
+from voxrelay.edge.sinks import SUFFIXES, make_sink
+from voxrelay.edge.sources import WavSource
+from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect
+from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
+
+
+def default_device_id() -> str:
+    """A stable id for this machine: its host name, reduced to safe characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-")
+    return name[:64] or "edge"
+
+
+def new_session_id(label: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(label).stem).strip("-")[:48] or "session"
+    return f"{stem}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: str
+    ok: bool
+    segments: int = 0
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """Write a text file through a temporary file in the same folder, renamed into place when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+async def transcribe_file(
+    uplink: Uplink,
+    path: str,
+    *,
+    fmt: str,
+    vad: VadSettings,
+    pace: float | None,
+    out: TextIO,
+    headers: bool = False,
+) -> FileOutcome:
+    """Transcribe one file into ``out``; an unreadable file or a failed segment is reported, not raised."""
+    try:
+        source = WavSource(path, pace=pace)
+    except AudioError as err:
+        return FileOutcome(path, ok=False, error=err.message)
+    sink = make_sink(fmt, out, headers=headers)
+    sink.begin(path)
+    segments, failed = 0, []
+    try:
+        async for result in run_session(uplink, new_session_id(path), source.blocks(), vad):
+            segments += 1
+            if result.error:
+                failed.append(f"segment at {result.start:.2f} s: {result.error}")
+            sink.write(result)
+    except AudioError as err:
+        return FileOutcome(path, ok=False, segments=segments, error=err.message)
+    finally:
+        sink.end()
+    if failed:
+        return FileOutcome(path, ok=False, segments=segments, error="; ".join(failed))
+    return FileOutcome(path, ok=True, segments=segments)
+
+
+async def transcribe(
+    paths: Sequence[str],
+    settings: UplinkSettings,
+    *,
+    fmt: str = "text",
+    vad: VadSettings | None = None,
+    pace: float | None = None,
+    output_dir: str | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Transcribe ``paths`` one after another; exit status 0 if all succeeded, 1 if some failed."""
+    vad = vad or VadSettings()
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    channel = await connect(settings)
+    failures = 0
+    try:
+        uplink = Uplink(settings, channel)
+        for path in paths:
+            if output_dir:
+                target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt])
+                with atomic_text(target) as f:
+                    outcome = await transcribe_file(uplink, path, fmt=fmt, vad=vad, pace=pace, out=f)
+                if not outcome.ok and outcome.segments == 0:
+                    target.unlink(missing_ok=True)
+            else:
+                outcome = await transcribe_file(
+                    uplink, path, fmt=fmt, vad=vad, pace=pace, out=stdout, headers=len(paths) > 1
+                )
+            if not outcome.ok:
+                failures += 1
+                print(
+                    f"voxrelay transcribe: {outcome.error}"
+                    if outcome.error and outcome.error.startswith(path)
+                    else f"voxrelay transcribe: {path}: {outcome.error}",
+                    file=stderr,
+                )
+    except UplinkError as err:
+        print(f"voxrelay transcribe: {err.message}", file=stderr)
+        return 1
+    finally:
+        await channel.close()
+    return 1 if failures else 0
+
+
+async def listen(
+    settings: UplinkSettings,
+    *,
+    device: int | str | None,
+    fmt: str = "text",
+    vad: VadSettings | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    """Live microphone until Ctrl-C (or SIGTERM); the segment in flight is finished first."""
+    from voxrelay.edge.mic import MicSource
+
+    vad = vad or VadSettings()
+    stdout = stdout or sys.stdout
+    channel = await connect(settings)
+    loop = asyncio.get_running_loop()
+    try:
+        with MicSource(device) as mic:
+            print(f"listening on {mic.name}; Ctrl-C to stop", file=sys.stderr, flush=True)
+
+            def stop() -> None:
+                mic.stop()
+                # A second Ctrl-C stops without waiting for the segment in flight.
+                loop.add_signal_handler(signal.SIGINT, lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop)
+            sink = make_sink(fmt, stdout)
+            sink.begin(mic.name)
+            async for result in run_session(
+                Uplink(settings, channel), new_session_id("mic"), mic.blocks(), vad
+            ):
+                sink.write(result)
+            sink.end()
+            if mic.overflows or mic.dropped_frames:
+                print(
+                    f"input overflows: {mic.overflows}, dropped frames: {mic.dropped_frames}", file=sys.stderr
+                )
+    except UplinkError as err:
+        print(f"voxrelay listen: {err.message}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await channel.close()
+    return 0
+
+
+def parse_server(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"--server: {value!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+    return value
+
+
+__all__ = ["FileOutcome", "VoxrelayError", "listen", "parse_server", "transcribe", "transcribe_file"]
