@@ -1,0 +1,167 @@
+"""Audio sources: a WAV (or any file libsndfile reads) as a stream of 16 kHz mono int16 blocks.
+
+:class:`WavSource` reads the file a block at a time (memory stays bounded on a two-hour recording),
+downmixes to mono by averaging the channels, resamples to 16 kHz with soxr's streaming resampler and
+converts to int16 with clipping. With ``pace`` it delivers blocks no faster than ``pace`` × real time,
+as a microphone would, against ``time.monotonic()`` deadlines (no drift over long files).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxrelay import SAMPLE_RATE
+from voxrelay.edge.events import AudioBlock
+from voxrelay.errors import AudioError, InvalidArgument, MissingDependency
+
+_READ_SECONDS = 0.5
+"""How much source audio is read from the file at a time (blocks are cut from it)."""
+
+_WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
+
+
+def _import_soundfile() -> Any:
+    try:
+        import soundfile
+    except ImportError as err:  # pragma: no cover - soundfile is part of the edge extra
+        raise MissingDependency("reading audio files", "soundfile", "edge") from err
+    return soundfile
+
+
+def _describe_unreadable(path: Path, head: bytes, reason: str) -> str:
+    """A one-line explanation of why libsndfile could not open ``path``."""
+    if head[:4] in _WAV_MAGIC and head[8:12] == b"WAVE":
+        return f"{path}: corrupt or unsupported WAV file ({reason})"
+    if head[:4] in _WAV_MAGIC:
+        return f"{path}: not a WAV file (a RIFF file, but of type {head[8:12]!r} rather than WAVE)"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        what = "it looks like a text file"
+    else:
+        what = "the header is not RIFF/WAVE"
+    if path.suffix.lower() in (".wav", ".wave", ""):
+        return f"{path}: not a WAV file ({what})"
+    return f"{path}: not an audio file that can be read (not WAV, FLAC or OGG: {what})"
+
+
+class WavSource:
+    """A WAV file (or FLAC/OGG: whatever libsndfile reads) as 16 kHz mono int16 :class:`AudioBlock` s.
+
+    ``pace``: None delivers blocks as fast as they can be read; 1.0 in real time; X at X times real
+    time. ``block_seconds``: duration of each block (the last one may be shorter).
+    Raises :class:`AudioError` at construction for a missing, empty or unreadable file.
+    """
+
+    def __init__(self, path: str | Path, *, pace: float | None = None, block_seconds: float = 0.02) -> None:
+        if pace is not None and (isinstance(pace, bool) or not isinstance(pace, int | float) or not pace > 0):
+            raise InvalidArgument(f"pace must be a positive speed-up (1.0 = real time) or None, got {pace!r}")
+        if isinstance(block_seconds, bool) or not isinstance(block_seconds, int | float):
+            raise InvalidArgument(f"block_seconds must be a number of seconds, got {block_seconds!r}")
+        if not 0.001 <= block_seconds <= 10.0:
+            raise InvalidArgument(f"block_seconds must be between 0.001 and 10 s, got {block_seconds!r}")
+        self.path = Path(path)
+        self.name = self.path.name
+        self.pace = None if pace is None else float(pace)
+        self.block_samples = max(1, round(block_seconds * SAMPLE_RATE))
+        info = self._open_info()
+        self.sample_rate: int = int(info.samplerate)
+        self.channels: int = int(info.channels)
+        self.frames: int = int(info.frames)
+        self.subtype: str = str(info.subtype)
+        self.duration: float = self.frames / self.sample_rate
+        """Duration in seconds, from the file's header."""
+
+    def _open_info(self) -> Any:
+        path = self.path
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        try:
+            with path.open("rb") as f:
+                head = f.read(64)
+        except OSError as err:
+            raise AudioError(f"{path}: cannot be read ({err.strerror or err})") from err
+        if not head:
+            raise AudioError(f"{path}: file is empty (0 bytes)")
+        soundfile = _import_soundfile()
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, ValueError, TypeError) as err:
+            reason = str(err).split(": ", 1)[-1].strip() or type(err).__name__
+            raise AudioError(_describe_unreadable(path, head, reason)) from err
+        if info.samplerate <= 0 or info.channels <= 0:
+            raise AudioError(f"{path}: corrupt header ({info.samplerate} Hz, {info.channels} channels)")
+        if info.frames <= 0:
+            raise AudioError(f"{path}: file has no audio (the header is valid but holds 0 samples)")
+        return info
+
+    def __repr__(self) -> str:
+        return f"WavSource({str(self.path)!r}, pace={self.pace})"
+
+    def blocks(self) -> Iterator[AudioBlock]:
+        """The file as 16 kHz mono int16 blocks, ``start`` in seconds from its first sample."""
+        sent = 0
+        pending: list[np.ndarray] = []
+        pending_samples = 0
+        clock_start: float | None = None
+        for chunk in self._resampled():
+            pending.append(chunk)
+            pending_samples += chunk.shape[0]
+            if pending_samples < self.block_samples:
+                continue
+            data = np.concatenate(pending)
+            whole = data.shape[0] // self.block_samples * self.block_samples
+            for i in range(0, whole, self.block_samples):
+                clock_start = self._wait(clock_start, sent + self.block_samples)
+                yield AudioBlock(data[i : i + self.block_samples], sent / SAMPLE_RATE)
+                sent += self.block_samples
+            pending = [data[whole:]]
+            pending_samples = data.shape[0] - whole
+        if pending_samples:
+            clock_start = self._wait(clock_start, sent + pending_samples)
+            yield AudioBlock(np.concatenate(pending), sent / SAMPLE_RATE)
+
+    def _wait(self, clock_start: float | None, end_sample: int) -> float:
+        """With a pace, sleep until the block ending at ``end_sample`` would have been captured."""
+        now = time.monotonic()
+        if clock_start is None:
+            clock_start = now
+        if self.pace is not None:
+            delay = clock_start + end_sample / SAMPLE_RATE / self.pace - now
+            if delay > 0:
+                time.sleep(delay)
+        return clock_start
+
+    def _resampled(self) -> Iterator[np.ndarray]:
+        """Mono 16 kHz int16 chunks of varying length, read incrementally."""
+        soundfile = _import_soundfile()
+        resampler = None
+        if self.sample_rate != SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        read_frames = max(1, round(_READ_SECONDS * self.sample_rate))
+        try:
+            with soundfile.SoundFile(str(self.path)) as f:
+                while True:
+                    data = f.read(read_frames, dtype="float32", always_2d=True)
+                    last = data.shape[0] < read_frames
+                    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                    if resampler is not None:
+                        mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
+                    if mono.shape[0]:
+                        yield _to_int16(mono)
+                    if last:
+                        break
+        except (RuntimeError, ValueError) as err:
+            raise AudioError(f"{self.path}: cannot decode the audio ({err})") from err
+
+
+def _to_int16(x: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] to int16, clipping what lies outside."""
+    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
