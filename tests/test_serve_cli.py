@@ -52,7 +52,7 @@ def test_serve_prints_address_answers_and_stops_on_ctrl_c() -> None:
             assert SERVICE_NAME in names and "grpc.health.v1.Health" in names
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 
@@ -95,7 +95,7 @@ def test_sigterm_finishes_in_flight_segment_then_refuses(speech_dir: Path) -> No
         stop_sending.set()
         call.cancel()
         channel.close()
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

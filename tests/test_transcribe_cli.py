@@ -1,0 +1,175 @@
+"""`voxrelay transcribe` end to end: the CLI against a real server, the dev set's English speech."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import ROOT, SPEECH, ServerThread
+from voxrelay.quality.wer import WordErrors, word_errors
+
+pytestmark = pytest.mark.slow
+
+SAMPLE = ROOT / "samples" / "voxrelay-sample.wav"
+SAMPLE_TEXT = "Hello, and welcome. This is a short test of speech recognition. The quick brown fox jumps over the lazy dog."
+
+
+def voxrelay(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voxrelay", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_pipeline_wer_matches_faster_whisper_direct(server: ServerThread, english_utterances: list) -> None:
+    from faster_whisper import WhisperModel
+
+    from voxrelay.models.catalogue import resolve_model
+
+    paths = [str(SPEECH / row["audio"]) for row in english_utterances]
+    run = voxrelay("transcribe", "--server", server.address, "--format", "json", "--beam-size", "5", *paths)
+    assert run.returncode == 0, run.stderr
+    texts: dict[str, list[str]] = defaultdict(list)
+    for obj in json_lines(run.stdout):
+        assert {
+            "file",
+            "segment_id",
+            "start",
+            "end",
+            "text",
+            "avg_logprob",
+            "no_speech_prob",
+            "compression_ratio",
+            "language",
+        } <= obj.keys()
+        assert obj["start"] <= obj["end"]
+        texts[obj["file"]].append(obj["text"])
+
+    model = WhisperModel(resolve_model("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=2)
+    pipeline, direct = WordErrors(0, 0, 0, 0), WordErrors(0, 0, 0, 0)
+    for row, path in zip(english_utterances, paths):
+        segments, _ = model.transcribe(path, beam_size=5)
+        direct_text = " ".join(s.text for s in segments)
+        pipeline = pipeline + word_errors(row["text"], " ".join(texts[path]))
+        direct = direct + word_errors(row["text"], direct_text)
+    print(
+        f"\nWER over {len(paths)} English utterances: voxrelay transcribe {pipeline.wer:.2%}, "
+        f"faster-whisper direct {direct.wer:.2%}"
+    )
+    assert pipeline.wer <= direct.wer + 0.01
+
+
+def test_exit_status_and_errors_name_the_file(server: ServerThread, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("these are not samples\n")
+    run = voxrelay(
+        "transcribe",
+        "--server",
+        server.address,
+        "--format",
+        "json",
+        str(corrupt),
+        str(SAMPLE),
+        str(empty),
+        str(text),
+        str(tmp_path / "missing.wav"),
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("voxrelay transcribe:")]
+    assert len(lines) == 4, run.stderr
+    for path in (corrupt, empty, text, tmp_path / "missing.wav"):
+        assert sum(str(path) in line for line in lines) == 1, run.stderr
+    objs = json_lines(run.stdout)
+    assert {o["file"] for o in objs} == {str(SAMPLE)}
+    assert "quick brown fox" in " ".join(o["text"] for o in objs).lower()
+
+
+def test_usage_errors_exit_2(server: ServerThread) -> None:
+    assert voxrelay("transcribe").returncode == 2
+    assert voxrelay("transcribe", "--format", "docx", str(SAMPLE)).returncode == 2
+    bad = voxrelay("transcribe", "--server", "nonsense", str(SAMPLE))
+    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_unreachable_server_is_one_clear_line() -> None:
+    run = voxrelay("transcribe", "--server", "127.0.0.1:9", str(SAMPLE), timeout=120)
+    assert run.returncode == 1
+    assert "127.0.0.1:9" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unusual_wav_layouts_are_converted(server: ServerThread, tmp_path: Path) -> None:
+    audio, rate = soundfile.read(str(SAMPLE), dtype="float32")
+    import soxr
+
+    stereo44 = tmp_path / "stereo44k_float.wav"
+    x = soxr.resample(audio, rate, 44100)
+    soundfile.write(str(stereo44), np.stack([x, x], axis=1), 44100, subtype="FLOAT")
+    pcm24 = tmp_path / "mono8k_24bit.wav"
+    soundfile.write(str(pcm24), soxr.resample(audio, rate, 8000), 8000, subtype="PCM_24")
+    u8 = tmp_path / "u8.wav"
+    soundfile.write(str(u8), audio, rate, subtype="PCM_U8")
+    run = voxrelay(
+        "transcribe", "--server", server.address, "--format", "json", str(stereo44), str(pcm24), str(u8)
+    )
+    assert run.returncode == 0, run.stderr
+    by_file: dict[str, str] = defaultdict(str)
+    for obj in json_lines(run.stdout):
+        by_file[obj["file"]] += " " + obj["text"]
+    for path in (stereo44, pcm24, u8):
+        errors = word_errors(SAMPLE_TEXT, by_file[str(path)])
+        assert errors.wer <= 0.35, (path, by_file[str(path)])
+
+
+@pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
+def test_subtitle_and_text_formats(server: ServerThread, tmp_path: Path, fmt: str) -> None:
+    run = voxrelay(
+        "transcribe", "--server", server.address, "--format", fmt, "--output-dir", str(tmp_path), str(SAMPLE)
+    )
+    assert run.returncode == 0, run.stderr
+    suffix = {"text": ".txt", "srt": ".srt", "vtt": ".vtt"}[fmt]
+    out = (tmp_path / f"voxrelay-sample{suffix}").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == [f"voxrelay-sample{suffix}"]  # no temporary left behind
+    assert "quick brown fox" in out.lower()
+    if fmt == "srt":
+        blocks = out.strip().split("\n\n")
+        assert [b.splitlines()[0] for b in blocks] == [str(i + 1) for i in range(len(blocks))]
+        assert all(" --> " in b.splitlines()[1] and "," in b.splitlines()[1] for b in blocks)
+    elif fmt == "vtt":
+        assert out.startswith("WEBVTT\n\n") and "00:00:" in out
+    else:
+        assert all(line.startswith("[00:00:") for line in out.splitlines())
+
+
+def test_embedded_recognizer_runs_the_sample_with_no_server() -> None:
+    run = voxrelay("transcribe", str(SAMPLE), timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "welcome" in run.stdout.lower() and "lazy dog" in run.stdout.lower()
+
+
+def test_importing_the_edge_side_loads_no_heavy_package() -> None:
+    code = (
+        "import sys, voxrelay.cli, voxrelay.edge.agent, voxrelay.edge.transcribe, voxrelay.edge.uplink, "
+        "voxrelay.edge.mic, voxrelay.edge.sources, voxrelay.edge.vad, voxrelay.edge.sinks\n"
+        "from voxrelay.cli import build_parser; build_parser()\n"
+        "heavy = [m for m in ('torch', 'ctranslate2', 'faster_whisper', 'whisper', 'onnxruntime') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"the edge imported {out.stdout.strip()}"
