@@ -1,0 +1,294 @@
+"""The speech segmenter: a pure state machine over per-frame VAD verdicts.
+
+It sees no audio, only ``(is_speech, energy)`` per frame, and answers with actions in frame indices that
+tell the owner of the audio (:class:`voxrelay.edge.segments.SpeechSegmenter`) what to send, so that a
+segment is streamed *while* it is being spoken:
+
+- **Onset.** ``min_speech_seconds`` of consecutive speech confirm an onset; shorter blips are ignored. The
+  segment then opens ``pre_roll_seconds`` before the onset (never before the end of the previous segment)
+  and everything up to the current frame is emitted at once.
+- **Speech.** Each new frame is emitted as it arrives.
+- **Pause.** After the last speech frame, ``post_roll_seconds`` of audio are still emitted; further
+  non-speech is held back. If speech resumes, the held frames are emitted (the pause was inside the
+  utterance); once ``hangover_seconds`` of non-speech have passed, the segment closes at
+  ``last speech + post_roll`` and the held rest is dropped.
+- **Maximum length.** Within ``split_search_seconds`` of ``max_segment_seconds`` emitting is held back; at
+  the limit the segment is cut at the quietest point of the held window (lowest energy, smoothed over
+  about 0.1 s), so that the cut falls in a pause rather than in a word. The audio after the cut continues
+  as the next segment: nothing is lost or sent twice.
+
+Frame ``i`` covers audio ``[i, i + 1)`` in frame units; every ``*_frame`` bound below is exclusive at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from voxrelay.errors import InvalidArgument
+
+_SMOOTH_SECONDS = 0.1
+"""Width of the moving average of the energy used to find the quietest point of a forced split."""
+
+
+@dataclass(frozen=True)
+class SegmenterSettings:
+    """Timing of the segmenter, in seconds (defaults tuned on the dev VAD bench with both VADs)."""
+
+    frame_seconds: float = 0.03
+    """Duration of one VAD frame (the speech segmenter sets it from its VAD)."""
+    pre_roll_seconds: float = 0.3
+    """Audio kept before a confirmed onset, so the first phoneme is not clipped."""
+    min_speech_seconds: float = 0.15
+    """Consecutive speech needed to confirm an onset; shorter blips do not open a segment."""
+    hangover_seconds: float = 1.8
+    """Non-speech that closes a segment; shorter pauses stay inside it (utterances pause up to ~1.7 s)."""
+    post_roll_seconds: float = 0.3
+    """Audio kept after the last speech frame when a segment closes (at most ``hangover_seconds``)."""
+    max_segment_seconds: float = 30.0
+    """Longest segment (Whisper's window is 30 s); longer speech is split at its quietest point."""
+    split_search_seconds: float = 4.0
+    """Window before the maximum length that is searched for the quietest point to split at."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "frame_seconds",
+            "pre_roll_seconds",
+            "min_speech_seconds",
+            "hangover_seconds",
+            "post_roll_seconds",
+            "max_segment_seconds",
+            "split_search_seconds",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise InvalidArgument(f"segmenter {name} must be a finite number of seconds, got {value!r}")
+            if value < 0:
+                raise InvalidArgument(f"segmenter {name} must not be negative, got {value!r}")
+        f = self.frame_seconds
+        if not 0.001 <= f <= 1.0:
+            raise InvalidArgument(f"segmenter frame_seconds must be between 0.001 and 1 s, got {f!r}")
+        if self.min_speech_seconds <= 0 or self.hangover_seconds <= 0:
+            raise InvalidArgument(
+                f"segmenter min_speech_seconds ({self.min_speech_seconds}) and hangover_seconds "
+                f"({self.hangover_seconds}) must be positive (each counts at least one frame)"
+            )
+        if self.post_roll_seconds > self.hangover_seconds:
+            raise InvalidArgument(
+                f"segmenter post_roll_seconds ({self.post_roll_seconds}) cannot exceed hangover_seconds "
+                f"({self.hangover_seconds}): only audio seen before the segment closes can be kept"
+            )
+        if (
+            self.max_segment_frames
+            <= self.pre_roll_frames + self.min_speech_frames + self.split_search_frames
+        ):
+            raise InvalidArgument(
+                f"segmenter max_segment_seconds ({self.max_segment_seconds}) must be longer than "
+                f"pre_roll_seconds + min_speech_seconds + split_search_seconds "
+                f"({self.pre_roll_seconds} + {self.min_speech_seconds} + {self.split_search_seconds})"
+            )
+
+    def _frames(self, seconds: float, rounding: str = "round") -> int:
+        ratio = seconds / self.frame_seconds
+        if rounding == "ceil":
+            return math.ceil(ratio - 1e-9)
+        if rounding == "floor":
+            return math.floor(ratio + 1e-9)
+        return round(ratio)
+
+    @property
+    def pre_roll_frames(self) -> int:
+        return self._frames(self.pre_roll_seconds)
+
+    @property
+    def min_speech_frames(self) -> int:
+        return max(1, self._frames(self.min_speech_seconds, "ceil"))
+
+    @property
+    def hangover_frames(self) -> int:
+        return max(1, self._frames(self.hangover_seconds, "ceil"))
+
+    @property
+    def post_roll_frames(self) -> int:
+        return min(self._frames(self.post_roll_seconds), self.hangover_frames)
+
+    @property
+    def max_segment_frames(self) -> int:
+        return self._frames(self.max_segment_seconds, "floor")
+
+    @property
+    def split_search_frames(self) -> int:
+        return self._frames(self.split_search_seconds)
+
+
+@dataclass(frozen=True)
+class Open:
+    """A segment opens at ``start_frame``; its confirmed speech begins at ``onset_frame``."""
+
+    start_frame: int
+    onset_frame: int
+
+
+@dataclass(frozen=True)
+class Emit:
+    """The open segment's audio up to ``up_to_frame`` (exclusive) may be sent now."""
+
+    up_to_frame: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """The open segment ends at ``end_frame``; speech was last heard before ``speech_end_frame``.
+
+    Every frame before ``end_frame`` has been emitted already. ``forced``: cut at the maximum length.
+    """
+
+    end_frame: int
+    speech_end_frame: int
+    forced: bool
+
+
+Action = Open | Emit | Close
+
+
+class Segmenter:
+    """Turns per-frame ``(is_speech, energy)`` into :class:`Open` / :class:`Emit` / :class:`Close` actions."""
+
+    def __init__(self, settings: SegmenterSettings | None = None) -> None:
+        self.settings = settings or SegmenterSettings()
+        s = self.settings
+        self._pre_roll = s.pre_roll_frames
+        self._min_speech = s.min_speech_frames
+        self._hangover = s.hangover_frames
+        self._post_roll = s.post_roll_frames
+        self._max = s.max_segment_frames
+        self._search = s.split_search_frames
+        self._smooth_half = max(0, round(_SMOOTH_SECONDS / s.frame_seconds / 2))
+        self._frame = 0  # index of the next frame
+        self._floor = 0  # end of the last segment: no later segment starts before it
+        self._run_start: int | None = None  # idle: first frame of the current speech run
+        self._open = False
+        self._start = 0  # open: first frame of the segment
+        self._emitted = 0  # open: frames before this one have been emitted
+        self._speech_end = 0  # open: last speech frame + 1
+        self._held: deque[tuple[bool, float]] = deque()  # open: (is_speech, energy) of frames emitted..frame
+
+    @property
+    def frame(self) -> int:
+        """How many frames have been processed."""
+        return self._frame
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
+    def retain_from(self) -> int:
+        """The earliest frame whose audio a later action may still need; older audio can be dropped."""
+        if self._open:
+            return self._emitted
+        anchor = self._run_start if self._run_start is not None else self._frame
+        return max(self._floor, anchor - self._pre_roll)
+
+    def process(self, is_speech: bool, energy: float) -> list[Action]:
+        """Take the next frame's verdict and energy (any non-negative measure, e.g. mean square)."""
+        n = self._frame
+        self._frame += 1
+        if not self._open:
+            return self._idle(n, bool(is_speech))
+        self._held.append((bool(is_speech), float(energy)))
+        if is_speech:
+            self._speech_end = n + 1
+        if self._frame - self._speech_end >= self._hangover:
+            return self._close(self._pause_end(), forced=False)
+        if self._frame - self._start >= self._max:
+            return self._split()
+        return self._emit_available()
+
+    def flush(self) -> list[Action]:
+        """End of the stream: close an open segment (keeping the post-roll) and forget a pending onset."""
+        self._run_start = None
+        if not self._open:
+            return []
+        return self._close(self._pause_end(), forced=False)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _idle(self, n: int, is_speech: bool) -> list[Action]:
+        if not is_speech:
+            self._run_start = None
+            return []
+        if self._run_start is None:
+            self._run_start = n
+        if self._frame - self._run_start < self._min_speech:
+            return []
+        onset = self._run_start
+        self._run_start = None
+        return self._open_at(max(self._floor, onset - self._pre_roll), onset, speech_end=self._frame)
+
+    def _open_at(self, start: int, onset: int, speech_end: int) -> list[Action]:
+        self._open = True
+        self._start = self._emitted = start
+        self._speech_end = speech_end
+        return [Open(start, onset), *self._emit_available()]
+
+    def _pause_end(self) -> int:
+        return min(self._speech_end + self._post_roll, self._frame)
+
+    def _horizon(self) -> int:
+        """How far the open segment may be emitted now."""
+        return min(self._frame, self._speech_end + self._post_roll, self._start + self._max - self._search)
+
+    def _emit_available(self) -> list[Action]:
+        horizon = self._horizon()
+        if horizon <= self._emitted:
+            return []
+        for _ in range(horizon - self._emitted):
+            if self._held:
+                self._held.popleft()
+        self._emitted = horizon
+        return [Emit(horizon)]
+
+    def _close(self, end: int, *, forced: bool, speech_end: int | None = None) -> list[Action]:
+        actions: list[Action] = []
+        if end > self._emitted:
+            actions.append(Emit(end))
+        actions.append(Close(end, self._speech_end if speech_end is None else speech_end, forced))
+        self._open = False
+        self._floor = end
+        self._held.clear()
+        self._run_start = None
+        return actions
+
+    def _split(self) -> list[Action]:
+        """At the maximum length: cut at the quietest point of the held window."""
+        held = list(self._held)  # frames self._emitted .. self._frame
+        window_start = max(self._start + self._max - self._search, self._emitted)
+        offset = window_start - self._emitted
+        energies = [energy for _, energy in held[offset:]]
+        cut = self._frame if not energies else window_start + _quietest(energies, self._smooth_half)
+        rest = held[cut - self._emitted :]
+        speech_after = [i for i, (speech, _) in enumerate(rest) if speech]
+        if not speech_after:
+            # The speech has already stopped: a pause that the hangover has not timed yet.
+            return self._close(self._pause_end(), forced=False)
+        actions = self._close(cut, forced=True, speech_end=cut)
+        self._held = deque(rest)
+        actions += self._open_at(cut, cut + speech_after[0], speech_end=cut + speech_after[-1] + 1)
+        return actions
+
+
+def _quietest(energies: list[float], half: int) -> int:
+    """Index of the lowest moving average of ``energies`` (window 2·half+1; the latest wins a tie)."""
+    total = len(energies)
+    prefix = [0.0]
+    for e in energies:
+        prefix.append(prefix[-1] + e)
+    best, best_value = total - 1, math.inf
+    for i in range(total):
+        lo, hi = max(0, i - half), min(total, i + half + 1)
+        value = (prefix[hi] - prefix[lo]) / (hi - lo)
+        if value <= best_value:
+            best, best_value = i, value
+    return best
