@@ -148,9 +148,7 @@ def _choose_format(sd: ModuleType, device: InputDevice, samplerate: int | None) 
                 problems.append(f"{rate} Hz × {channels} ch: {err}")
                 continue
             return rate, channels
-    raise AudioError(
-        f"input device {device.describe()} accepts none of the formats tried: {'; '.join(problems)}"
-    )
+    raise AudioError(f"input device {device.describe()} accepts none of the formats tried: {'; '.join(problems)}")
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
@@ -269,9 +267,7 @@ class MicSource:
         if not 0.001 <= block_seconds <= 1.0:
             raise InvalidArgument(f"block_seconds must be between 0.001 and 1 s, got {block_seconds!r}")
         if not block_seconds <= queue_seconds <= 600:
-            raise InvalidArgument(
-                f"queue_seconds must be between block_seconds and 600, got {queue_seconds!r}"
-            )
+            raise InvalidArgument(f"queue_seconds must be between block_seconds and 600, got {queue_seconds!r}")
         if device_samplerate is not None and not 1000 <= device_samplerate <= 384000:
             raise InvalidArgument(f"device_samplerate must be 1000 to 384000 Hz, got {device_samplerate!r}")
         self._sd = _load_sounddevice()
