@@ -179,9 +179,7 @@ class FakeSoundDevice(types.ModuleType):
 
 
 class FakeStream:
-    def __init__(
-        self, sd: FakeSoundDevice, callback: Callable[..., None], finished: Callable[[], None]
-    ) -> None:
+    def __init__(self, sd: FakeSoundDevice, callback: Callable[..., None], finished: Callable[[], None]) -> None:
         self.sd, self.callback, self.finished = sd, callback, finished
 
     def start(self) -> None:
