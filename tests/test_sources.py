@@ -42,9 +42,7 @@ def dominant_frequency(x: np.ndarray, rate: int = 16000) -> float:
         ("FLOAT", 1 / 32768),
     ],
 )
-def test_every_pcm_layout_at_16k_reads_back_the_samples(
-    tmp_path: Path, subtype: str, tolerance: float
-) -> None:
+def test_every_pcm_layout_at_16k_reads_back_the_samples(tmp_path: Path, subtype: str, tolerance: float) -> None:
     signal = sine(440.0, 16000, 1.0)
     path = tmp_path / f"sine_{subtype}.wav"
     sf.write(path, signal, 16000, subtype=subtype)
@@ -67,9 +65,7 @@ def test_every_pcm_layout_at_16k_reads_back_the_samples(
         (11025, 1, "PCM_U8"),
     ],
 )
-def test_other_rates_and_channel_counts_become_16k_mono(
-    tmp_path: Path, rate: int, channels: int, subtype: str
-) -> None:
+def test_other_rates_and_channel_counts_become_16k_mono(tmp_path: Path, rate: int, channels: int, subtype: str) -> None:
     tone = sine(1000.0, rate, 1.5, amplitude=0.4)
     data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
     path = tmp_path / f"tone_{rate}_{channels}.wav"
@@ -182,6 +178,17 @@ def test_header_only_wav_has_no_audio(tmp_path: Path) -> None:
         WavSource(str(path))
 
 
+def test_unfinalised_header_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "killed.wav"
+    sf.write(path, sine(200.0, 16000, 1.0), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = b"\x00\x00\x00\x00"  # the data chunk's size, as a killed recorder leaves it
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"killed\.wav: file has no audio according to its header .* sox"):
+        WavSource(str(path))
+
+
 def test_garbage_bytes(tmp_path: Path) -> None:
     path = tmp_path / "recording.wav"
     path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -209,9 +216,7 @@ def test_directory(tmp_path: Path) -> None:
         WavSource(str(tmp_path))
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"pace": 0}, {"pace": -1.0}, {"block_seconds": 0.0}, {"block_seconds": 60}]
-)
+@pytest.mark.parametrize("kwargs", [{"pace": 0}, {"pace": -1.0}, {"block_seconds": 0.0}, {"block_seconds": 60}])
 def test_bad_options(tmp_path: Path, kwargs: dict) -> None:
     path = tmp_path / "tone.wav"
     sf.write(path, sine(200.0, 16000, 0.1), 16000)

@@ -97,6 +97,13 @@ class WavSource:
         if info.samplerate <= 0 or info.channels <= 0:
             raise AudioError(f"{path}: corrupt header ({info.samplerate} Hz, {info.channels} channels)")
         if info.frames <= 0:
+            size = path.stat().st_size
+            if size > 1024:
+                raise AudioError(
+                    f"{path}: file has no audio according to its header (0 samples), yet it is {size} bytes "
+                    "long: a recording whose header was never finalised? Repair it, e.g. "
+                    "sox --ignore-length in.wav out.wav"
+                )
             raise AudioError(f"{path}: file has no audio (the header is valid but holds 0 samples)")
         return info
 
