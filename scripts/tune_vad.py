@@ -141,7 +141,9 @@ class BenchReport:
     word_cuts: list[str]  # cuts inside an utterance where it is not pausing
     pause_cuts: list[str]  # cuts inside an utterance's internal pause
     noise_segments: list[str]  # segments that lie inside a noise/silence gap
-    noise_covered: float  # fraction of noise-gap time sent as part of some segment
+    noise_covered: float  # fraction of non-speech time sent as part of some segment
+    long_gaps: int  # gaps long enough for a segment to close in them
+    long_gap_covered: float  # fraction of their time sent (pre-roll + post-roll alone send some)
     coarse: Scores  # vs speech, ±0.25 s collar
     exact: Scores  # vs speech, no collar
     fine: Scores  # vs speech_fine_approx, no collar
@@ -155,18 +157,23 @@ class BenchReport:
             f"segments {len(self.segments)} (forced splits {forced}); cuts in a word {len(self.word_cuts)}"
             f" {self.word_cuts}; cuts in an internal pause {len(self.pause_cuts)} {self.pause_cuts}",
             f"noise-only segments {len(self.noise_segments)} {self.noise_segments}; "
-            f"gap time sent {100 * self.noise_covered:.0f}%",
+            f"non-speech time sent {100 * self.noise_covered:.0f}% (in the {self.long_gaps} gaps long enough "
+            f"to close a segment: {100 * self.long_gap_covered:.0f}%)",
             f"vs speech ±{COLLAR}s collar: {self.coarse} | vs speech: {self.exact} | vs speech_fine: {self.fine}",
         ]
 
 
-def bench_report(row: dict, samples: np.ndarray, segs: list[Seg], max_segment: float) -> BenchReport:
+def bench_report(
+    row: dict, samples: np.ndarray, segs: list[Seg], max_segment: float, closing_gap: float = 2.4
+) -> BenchReport:
     """Score ``segs`` against the constructed bench's ground truth.
 
     A segment boundary strictly inside an utterance's region is a cut. It is "in a pause" when it lies in
     one of the utterance's ``internal_pauses_approx`` or where the audio (50 ms around it) is below the
     utterance's own speech threshold ``threshold_dbfs``; otherwise it is "in a word". A cut in a pause is
     expected only in a region longer than ``max_segment`` (a forced split); elsewhere it is flagged.
+    Gaps of at least ``closing_gap`` seconds (hangover + pre-roll + post-roll) are where noise shows:
+    a segment should close in them, so only its pre- and post-roll are sent.
     """
     duration = samples.shape[0] / 16000
     hyp = mask([(s.start, s.end) for s in segs], duration)
@@ -194,6 +201,8 @@ def bench_report(row: dict, samples: np.ndarray, segs: list[Seg], max_segment: f
             else:
                 pause_cuts.append(label if b - a > max_segment else label + "[region under the max length]")
     gap = ~ref
+    edges = [0.0] + [t for region in row["speech"] for t in region] + [duration]
+    long_gap = mask([(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= closing_gap], duration)
     noise_segments = [
         f"{s.start:.2f}-{s.end:.2f}" for s in segs if not ref[round(s.start / STEP) : round(s.end / STEP)].any()
     ]
@@ -204,6 +213,8 @@ def bench_report(row: dict, samples: np.ndarray, segs: list[Seg], max_segment: f
         pause_cuts=pause_cuts,
         noise_segments=noise_segments,
         noise_covered=float(np.sum(hyp & gap) / max(int(np.sum(gap)), 1)),
+        long_gaps=sum(1 for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= closing_gap),
+        long_gap_covered=float(np.sum(hyp & long_gap) / max(int(np.sum(long_gap)), 1)),
         coarse=scores(ref, hyp, COLLAR, row["speech"]),
         exact=scores(ref, hyp),
         fine=scores(mask(row["speech_fine_approx"], duration), hyp),
@@ -292,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, settings in variants:
             print(f"== {vad_name} {make_vad(vad_name, mode=mode, threshold=threshold)!r} {label}")
             segs = segment(bench_blocks, vad_name, settings, mode, threshold)
-            report = bench_report(bench_row, bench_samples, segs, settings.max_segment_seconds)
+            closing = settings.hangover_seconds + settings.pre_roll_seconds + settings.post_roll_seconds
+            report = bench_report(bench_row, bench_samples, segs, settings.max_segment_seconds, closing)
             for line in report.lines():
                 print("  bench:", line)
             if args.segments:
