@@ -69,9 +69,7 @@ def check(log: list[tuple[int, Action]], settings: SegmenterSettings, frames: in
     for i, action in log:
         if isinstance(action, Open):
             assert current is None, "a segment opened inside another"
-            assert not segments or action.start_frame >= segments[-1].end, (
-                "pre-roll reached into the previous segment"
-            )
+            assert not segments or action.start_frame >= segments[-1].end, "pre-roll reached into the previous segment"
             assert action.start_frame <= action.onset_frame
             if i >= 0:
                 assert action.start_frame >= 0 and action.onset_frame <= i
@@ -84,9 +82,7 @@ def check(log: list[tuple[int, Action]], settings: SegmenterSettings, frames: in
             current.emitted.append(action.up_to_frame)
         else:
             assert current is not None, "closed with no open segment"
-            assert current.emitted and current.emitted[-1] == action.end_frame, (
-                "closed before its audio was sent"
-            )
+            assert current.emitted and current.emitted[-1] == action.end_frame, "closed before its audio was sent"
             current.end, current.speech_end, current.forced = (
                 action.end_frame,
                 action.speech_end_frame,

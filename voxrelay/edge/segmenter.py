@@ -79,10 +79,7 @@ class SegmenterSettings:
                 f"segmenter post_roll_seconds ({self.post_roll_seconds}) cannot exceed hangover_seconds "
                 f"({self.hangover_seconds}): only audio seen before the segment closes can be kept"
             )
-        if (
-            self.max_segment_frames
-            <= self.pre_roll_frames + self.min_speech_frames + self.split_search_frames
-        ):
+        if self.max_segment_frames <= self.pre_roll_frames + self.min_speech_frames + self.split_search_frames:
             raise InvalidArgument(
                 f"segmenter max_segment_seconds ({self.max_segment_seconds}) must be longer than "
                 f"pre_roll_seconds + min_speech_seconds + split_search_seconds "

@@ -65,11 +65,7 @@ class Vad(Protocol):
 
 def _check_frame(vad: Vad, frame: np.ndarray) -> np.ndarray:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
-        kind = (
-            f"{frame.dtype} array of shape {frame.shape}"
-            if isinstance(frame, np.ndarray)
-            else type(frame).__name__
-        )
+        kind = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise InvalidArgument(f"{vad.name} VAD: a frame must be a 1-D numpy int16 array, got a {kind}")
     if frame.shape[0] != vad.frame_samples:
         raise InvalidArgument(
@@ -97,17 +93,14 @@ class WebRtcVad:
         self, mode: int = WEBRTC_DEFAULT_MODE, frame_ms: int = 30, voicing_threshold: float = WEBRTC_VOICING
     ) -> None:
         if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 3:
-            raise InvalidArgument(
-                f"webrtc VAD mode must be 0, 1, 2 or 3 (3 is the most aggressive), got {mode!r}"
-            )
+            raise InvalidArgument(f"webrtc VAD mode must be 0, 1, 2 or 3 (3 is the most aggressive), got {mode!r}")
         if isinstance(frame_ms, bool) or frame_ms not in (10, 20, 30):
             raise InvalidArgument(f"webrtc VAD frame_ms must be 10, 20 or 30, got {frame_ms!r}")
         if isinstance(voicing_threshold, bool) or not isinstance(voicing_threshold, int | float):
             raise InvalidArgument(f"webrtc VAD voicing_threshold must be a number, got {voicing_threshold!r}")
         if not 0.0 <= voicing_threshold < 1.0:
             raise InvalidArgument(
-                f"webrtc VAD voicing_threshold must be in [0, 1) (0 turns the gate off), "
-                f"got {voicing_threshold!r}"
+                f"webrtc VAD voicing_threshold must be in [0, 1) (0 turns the gate off), got {voicing_threshold!r}"
             )
         try:
             import webrtcvad
@@ -119,9 +112,7 @@ class WebRtcVad:
         self.voicing_threshold = float(voicing_threshold)
         self._vad = webrtcvad.Vad(mode)
         self._voicing = _Voicing() if self.voicing_threshold > 0 else None
-        self._recent_voicing: deque[float] = deque(
-            maxlen=max(1, math.ceil(VOICING_HOLD_SECONDS * 1000 / frame_ms))
-        )
+        self._recent_voicing: deque[float] = deque(maxlen=max(1, math.ceil(VOICING_HOLD_SECONDS * 1000 / frame_ms)))
 
     def speech_probability(self, frame: np.ndarray) -> float:
         frame = _check_frame(self, frame)
@@ -140,10 +131,7 @@ class WebRtcVad:
         self._recent_voicing.clear()
 
     def __repr__(self) -> str:
-        return (
-            f"WebRtcVad(mode={self.mode}, frame_ms={self.frame_ms}, "
-            f"voicing_threshold={self.voicing_threshold})"
-        )
+        return f"WebRtcVad(mode={self.mode}, frame_ms={self.frame_ms}, voicing_threshold={self.voicing_threshold})"
 
 
 class _Voicing:
@@ -202,13 +190,9 @@ class SileroVad:
     frame_samples = 512
     context_samples = 64
 
-    def __init__(
-        self, threshold: float = SILERO_DEFAULT_THRESHOLD, model_path: str | Path | None = None
-    ) -> None:
+    def __init__(self, threshold: float = SILERO_DEFAULT_THRESHOLD, model_path: str | Path | None = None) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold < 1.0:
-            raise InvalidArgument(
-                f"silero VAD threshold must be a probability between 0 and 1, got {threshold!r}"
-            )
+            raise InvalidArgument(f"silero VAD threshold must be a probability between 0 and 1, got {threshold!r}")
         try:
             import onnxruntime
         except ImportError as err:
@@ -227,8 +211,7 @@ class SileroVad:
         names = {i.name for i in self._session.get_inputs()}
         if names != {"input", "state", "sr"}:
             raise InvalidArgument(
-                f"silero VAD: {path} is not a Silero v5 model (inputs {sorted(names)}, "
-                "expected input, state and sr)"
+                f"silero VAD: {path} is not a Silero v5 model (inputs {sorted(names)}, expected input, state and sr)"
             )
         self.threshold = float(threshold)
         self.model_path = path
@@ -261,9 +244,7 @@ def make_vad(name: str = "webrtc", mode: int | None = None, threshold: float | N
     key = name.strip().lower() if isinstance(name, str) else name
     if key == "webrtc":
         if threshold is not None:
-            raise InvalidArgument(
-                "the webrtc VAD has no threshold (it is binary); set its mode (0-3) instead"
-            )
+            raise InvalidArgument("the webrtc VAD has no threshold (it is binary); set its mode (0-3) instead")
         return WebRtcVad(mode=WEBRTC_DEFAULT_MODE if mode is None else mode)
     if key == "silero":
         if mode is not None:
