@@ -118,7 +118,9 @@ class WebRtcVad:
         frame = _check_frame(self, frame)
         speech = self._vad.is_speech(frame.tobytes(), SAMPLE_RATE)
         if self._voicing is not None:
-            self._recent_voicing.append(self._voicing.update(frame))
+            self._voicing.push(frame)
+            # Only frames that WebRTC accepts are measured (and can hold the gate open): it saves the FFTs.
+            self._recent_voicing.append(self._voicing.measure() if speech else 0.0)
             speech = speech and max(self._recent_voicing) >= self.voicing_threshold
         return 1.0 if speech else 0.0
 
@@ -143,17 +145,21 @@ class _Voicing:
 
     def __init__(self) -> None:
         self._history = np.zeros(self.window, dtype=np.float64)
-        self._fft_size = 2 * self.window
+        self._fft_size = self.window + self.max_lag  # long enough that the lags of interest do not wrap
         taper = np.hanning(self.window)
         self._taper = taper
         # The autocorrelation of the taper itself, to undo its fall-off with the lag.
         taper_ac = np.fft.irfft(np.abs(np.fft.rfft(taper, self._fft_size)) ** 2)[: self.max_lag + 1]
         self._taper_ac = taper_ac / taper_ac[0]
 
-    def update(self, frame: np.ndarray) -> float:
+    def push(self, frame: np.ndarray) -> None:
+        """Append a frame to the 60 ms history."""
         x = frame.astype(np.float64) / 32768.0
         n = min(x.shape[0], self.window)
         self._history = np.concatenate([self._history[n:], x[-n:]])
+
+    def measure(self) -> float:
+        """The voicing of the history: 0 (noise, silence) to 1 (perfectly periodic)."""
         h = self._history
         emphasised = np.empty_like(h)
         emphasised[0] = h[0]
