@@ -62,6 +62,8 @@ class _Frame:
     samples: np.ndarray
     probability: float
     is_speech: bool
+    square_sum: float  # of the samples as fractions of full scale
+    clipped: int  # samples at full scale
 
 
 @dataclass
@@ -76,12 +78,11 @@ class _Accumulator:
     samples: int = 0
 
     def add(self, frame: _Frame) -> None:
-        x = frame.samples.astype(np.float64)
         self.frames += 1
-        self.speech_frames += int(frame.is_speech)
+        self.speech_frames += frame.is_speech
         self.probability_sum += frame.probability
-        self.square_sum += float(np.dot(x, x))
-        self.clipped += int(np.count_nonzero((frame.samples >= 32767) | (frame.samples <= -32767)))
+        self.square_sum += frame.square_sum
+        self.clipped += frame.clipped
         self.samples += frame.samples.shape[0]
 
 
@@ -169,8 +170,13 @@ class SpeechSegmenter:
         probability = float(self.vad.speech_probability(frame))
         is_speech = probability >= self.vad.threshold
         samples = frame[:length]
-        energy = float(np.mean(np.square(samples.astype(np.float64)))) / 32768.0**2
-        self._frames.append(_Frame(samples, probability, is_speech))
+        x = samples.astype(np.float64)
+        square_sum = float(np.dot(x, x)) / 32768.0**2
+        clipped = 0
+        if samples.max() >= 32767 or samples.min() <= -32767:
+            clipped = int(np.count_nonzero((samples >= 32767) | (samples <= -32767)))
+        self._frames.append(_Frame(samples, probability, is_speech, square_sum, clipped))
+        energy = square_sum / length
         self._last_samples = length
         self._counters.frames += 1
         self._counters.speech_frames += is_speech
@@ -222,11 +228,7 @@ class SpeechSegmenter:
     def _closed(self, action: Close) -> SegmentClosed:
         acc = self._acc
         frames = max(acc.frames, 1)
-        level = (
-            10.0 * math.log10(acc.square_sum / acc.samples / 32768.0**2)
-            if acc.samples and acc.square_sum > 0
-            else _SILENCE_DBFS
-        )
+        level = 10.0 * math.log10(acc.square_sum / acc.samples) if acc.samples and acc.square_sum > 0 else _SILENCE_DBFS
         end = self._time(action.end_frame)
         speech_end = self._time(action.speech_end_frame)
         start = self._time(self._segment_start)
