@@ -23,7 +23,7 @@ from voxrelay import SAMPLE_RATE
 from voxrelay.errors import InvalidArgument, MissingDependency
 
 WEBRTC_DEFAULT_MODE = 3
-"""Mode 3 (the most aggressive): on the labelled dev recordings it is the most precise mode (F1 0.85
+"""Mode 3 (the most aggressive): on the labelled dev recordings it is the most precise mode (F1 0.84
 against 0.77-0.79 for modes 0-2, which take room noise for speech) at the same recall on the bench."""
 
 WEBRTC_VOICING = 0.4
