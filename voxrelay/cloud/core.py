@@ -7,8 +7,11 @@ import logging
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from voxrelay.cloud.backends.base import ModelDescriptor
 from voxrelay.cloud.engine import InferenceEngine, ResultCache
+from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import ModelNotFound
 from voxrelay.protos import pb
@@ -19,7 +22,12 @@ log = logging.getLogger(__name__)
 class ServiceCore:
     """Owns the engines and every background task the service starts."""
 
-    def __init__(self, settings: ServerSettings, engines: Mapping[str, InferenceEngine]) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        engines: Mapping[str, InferenceEngine],
+        metrics: CloudMetrics | None = None,
+    ) -> None:
         if not engines:
             raise ValueError("at least one engine is needed")
         self.settings = settings
@@ -31,6 +39,9 @@ class ServiceCore:
         self.draining = False
         self.active_streams = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Without a registry from the caller, a fresh one per service (never the global default).
+        self.metrics = metrics if metrics is not None else CloudMetrics(CollectorRegistry())
+        self.metrics.track(self.engines, lambda: self.active_streams)
 
     def engine_for(self, field: str, name: str) -> InferenceEngine:
         """The engine serving model ``name`` ("" = the default)."""
@@ -73,7 +84,7 @@ class ServiceCore:
 
     # Observation hooks (metrics attach here).
     def metrics_audio(self, seconds: float) -> None:
-        pass
+        self.metrics.audio_received(seconds)
 
     def observe_result(self, model: ModelDescriptor, result: pb.RecognitionResult) -> None:
-        pass
+        self.metrics.observe_result(model, result)

@@ -15,9 +15,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from voxrelay.cloud.backends import load_backend
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import VoxrelayError
+from voxrelay.exposition import ExportSettings, MetricsExporter, exported, new_registry
 from voxrelay.protos import SERVICE_NAME, pb_grpc
 
 log = logging.getLogger(__name__)
@@ -90,12 +92,17 @@ class RecognizerServer:
 
 
 async def create_server(
-    settings: ServerSettings, engines: Mapping[str, InferenceEngine] | None = None
+    settings: ServerSettings,
+    engines: Mapping[str, InferenceEngine] | None = None,
+    metrics: CloudMetrics | None = None,
 ) -> tuple[RecognizerServer, int]:
-    """Build and start the server; returns it and the port it is bound to (settings.port 0 picks one)."""
+    """Build and start the server; returns it and the port it is bound to (settings.port 0 picks one).
+
+    ``metrics`` records on the caller's registry; without it the service gets a fresh registry of its own.
+    """
     if engines is None:
         engines = await asyncio.to_thread(load_engines, settings)
-    core = ServiceCore(settings, engines)
+    core = ServiceCore(settings, engines, metrics)
     server = grpc.aio.server(options=_channel_options(settings))
     pb_grpc.add_RecognizerServicer_to_server(RecognizerService(core), server)
     health_servicer = health.aio.HealthServicer()
@@ -124,9 +131,23 @@ async def create_server(
 
 
 async def _serve(settings: ServerSettings) -> None:
+    registry = new_registry()
+    export = ExportSettings(port=settings.metrics_port, host=settings.host)
     engines = await asyncio.to_thread(load_engines, settings)
-    server, port = await create_server(settings, engines)
+    with exported(registry, export) as exporter:
+        await _run(settings, engines, CloudMetrics(registry), exporter)
+
+
+async def _run(
+    settings: ServerSettings,
+    engines: Mapping[str, InferenceEngine],
+    metrics: CloudMetrics,
+    exporter: MetricsExporter | None,
+) -> None:
+    server, port = await create_server(settings, engines, metrics)
     print(f"listening on {settings.host}:{port}", flush=True)
+    if exporter is not None:
+        print(f"metrics on http://{settings.host}:{exporter.port}/metrics", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

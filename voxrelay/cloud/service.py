@@ -9,6 +9,7 @@ import grpc
 
 from voxrelay import __version__
 from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.session import StreamSession
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
 from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError
@@ -19,8 +20,13 @@ log = logging.getLogger(__name__)
 RETRY_PUSHBACK_MS = "2000"
 
 
-async def abort(context: grpc.aio.ServicerContext, err: VoxrelayError) -> None:
-    """End the call with the error's status. Over-limit refusals carry a retry hint."""
+async def abort(
+    context: grpc.aio.ServicerContext, err: VoxrelayError, metrics: CloudMetrics | None = None
+) -> None:
+    """End the call with the error's status (counted by code and reason). Over-limit refusals carry a
+    retry hint."""
+    if metrics is not None:
+        metrics.invalid_input(err)
     if err.grpc_code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
         context.set_trailing_metadata((("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS),))
     await context.abort(err.grpc_code, err.message)
@@ -36,7 +42,9 @@ class RecognizerService(pb_grpc.RecognizerServicer):
         core = self.core
         if core.draining:
             await abort(
-                context, Unavailable("the server is draining; connect to another replica or retry later")
+                context,
+                Unavailable("the server is draining; connect to another replica or retry later"),
+                core.metrics,
             )
         if core.active_streams >= core.settings.max_concurrent_streams:
             await abort(
@@ -45,6 +53,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
                     f"too many concurrent streams (limit {core.settings.max_concurrent_streams}); "
                     "retry in a few seconds"
                 ),
+                core.metrics,
             )
         core.active_streams += 1
         session = StreamSession(core, context.peer())
@@ -53,7 +62,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
                 yield response
         except VoxrelayError as err:
             log.info("stream %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)
-            await abort(context, err)
+            await abort(context, err, core.metrics)
         except Exception as err:
             log.exception("stream %s failed", context.peer())
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
@@ -88,7 +97,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
             recognition = await engine.recognize(audio, options)
         except VoxrelayError as err:
             log.info("Recognize from %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)
-            await abort(context, err)
+            await abort(context, err, core.metrics)
             raise  # unreachable: abort raises
         result = recognition_result(
             recognition,

@@ -33,6 +33,8 @@ class ServerSettings:
     grace_seconds: float = 10.0
     reflection: bool = False
     slot: str = "stable"
+    # Serve Prometheus metrics over HTTP on this port of ``host`` (None: off; 0 picks a free one).
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -57,6 +59,8 @@ class ServerSettings:
             raise InvalidArgument(f"max_concurrent_streams: {self.max_concurrent_streams} must be at least 1")
         if not 0 < self.min_sample_rate_hz <= 16000 <= self.max_sample_rate_hz:
             raise InvalidArgument("sample rate limits must include 16000 Hz")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise InvalidArgument(f"metrics_port: {self.metrics_port} is not a TCP port (0..65535)")
         if self.grace_seconds < 0:
             raise InvalidArgument(f"grace_seconds: {self.grace_seconds} must not be negative")
 
