@@ -59,6 +59,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="seconds to finish in-flight segments on shutdown (default %(default)s)",
     )
     p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (for grpcurl)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port)",
+    )
     p.set_defaults(run=_run_serve)
 
 
@@ -79,6 +85,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_concurrent_streams=args.max_concurrent_streams,
         grace_seconds=args.grace_seconds,
         reflection=args.reflection,
+        metrics_port=args.metrics_port,
     )
     return serve(settings)
 
@@ -112,6 +119,29 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
         p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live)")
 
 
+def _add_metrics_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running (0 picks a free port)",
+    )
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write Prometheus metrics to PATH (text format, replaced atomically every 15 s and at exit; "
+        "name it *.prom for node_exporter's textfile collector)",
+    )
+
+
+def _edge_metrics(args: argparse.Namespace) -> Any:
+    """Context manager: the edge metrics the command's --metrics-port/--metrics-file ask for (or None)."""
+    from voxrelay.edge.metrics import exported_edge_metrics
+    from voxrelay.exposition import ExportSettings
+
+    return exported_edge_metrics(ExportSettings(port=args.metrics_port, textfile=args.metrics_file))
+
+
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "transcribe",
@@ -123,6 +153,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file instead of stdout")
     _add_edge_options(p, with_pace=True)
+    _add_metrics_options(p)
     p.set_defaults(run=_run_transcribe)
 
 
@@ -132,6 +163,7 @@ def _add_listen(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="input device index or name (see `voxrelay devices`)")
     _add_edge_options(p, with_pace=False)
+    _add_metrics_options(p)
     p.set_defaults(run=_run_listen)
 
 
@@ -158,14 +190,20 @@ def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tup
     return uplink, VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
 
 
-async def _with_server(args: argparse.Namespace, body: Callable[[str, bool], Awaitable[int]]) -> int:
+async def _with_server(
+    args: argparse.Namespace,
+    body: Callable[[str, bool], Awaitable[int]],
+    registry: Any = None,
+) -> int:
     if args.server:
         from voxrelay.edge.transcribe import parse_server
 
         return await body(parse_server(args.server), False)
     from voxrelay.embedded import embedded_recognizer
 
-    async with embedded_recognizer(model=args.model or "tiny.en", backend=args.backend) as address:
+    async with embedded_recognizer(
+        model=args.model or "tiny.en", backend=args.backend, metrics_registry=registry
+    ) as address:
         return await body(address, True)
 
 
@@ -175,13 +213,21 @@ def _run_transcribe(args: argparse.Namespace) -> int:
     if args.pace is not None and args.pace <= 0:
         raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
 
-    async def body(server: str, embedded: bool) -> int:
-        uplink, vad = _edge_settings(args, server, embedded)
-        return await transcribe(
-            args.paths, uplink, fmt=args.format, vad=vad, pace=args.pace, output_dir=args.output_dir
-        )
+    with _edge_metrics(args) as metrics:
 
-    return asyncio.run(_with_server(args, body))
+        async def body(server: str, embedded: bool) -> int:
+            uplink, vad = _edge_settings(args, server, embedded)
+            return await transcribe(
+                args.paths,
+                uplink,
+                fmt=args.format,
+                vad=vad,
+                pace=args.pace,
+                output_dir=args.output_dir,
+                metrics=metrics,
+            )
+
+        return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
 
 
 def _run_listen(args: argparse.Namespace) -> int:
@@ -189,11 +235,13 @@ def _run_listen(args: argparse.Namespace) -> int:
 
     device: int | str | None = int(args.device) if args.device and args.device.isdigit() else args.device
 
-    async def body(server: str, embedded: bool) -> int:
-        uplink, vad = _edge_settings(args, server, embedded)
-        return await listen(uplink, device=device, fmt=args.format, vad=vad)
+    with _edge_metrics(args) as metrics:
 
-    return asyncio.run(_with_server(args, body))
+        async def body(server: str, embedded: bool) -> int:
+            uplink, vad = _edge_settings(args, server, embedded)
+            return await listen(uplink, device=device, fmt=args.format, vad=vad, metrics=metrics)
+
+        return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
 
 
 def _run_devices(args: argparse.Namespace) -> int:

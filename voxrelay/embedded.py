@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from voxrelay.errors import MissingDependency
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 @contextlib.asynccontextmanager
 async def embedded_recognizer(
-    model: str = "tiny.en", backend: str = "faster-whisper", compute_type: str = "int8", beam_size: int = 5
+    model: str = "tiny.en", backend: str = "faster-whisper", compute_type: str = "int8", beam_size: int = 5,
+    metrics_registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[str]:
-    """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit."""
+    """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit.
+
+    ``metrics_registry``: record the service's metrics there (with the edge's, for one metrics file)."""
     try:
+        from voxrelay.cloud.metrics import CloudMetrics
         from voxrelay.cloud.server import create_server
         from voxrelay.cloud.settings import ServerSettings
     except ImportError as err:  # pragma: no cover - depends on the install
@@ -32,7 +40,8 @@ async def embedded_recognizer(
         compute_type=compute_type,
         beam_size=beam_size,
     )
-    server, port = await create_server(settings)
+    metrics = CloudMetrics(metrics_registry) if metrics_registry is not None else None
+    server, port = await create_server(settings, metrics=metrics)
     try:
         yield f"127.0.0.1:{port}"
     finally:

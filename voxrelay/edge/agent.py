@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from voxrelay.edge.events import AudioBlock, SegmentEvent
+from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.segmenter import SegmenterSettings
 from voxrelay.edge.segments import SpeechSegmenter
@@ -61,10 +64,12 @@ class SegmentPump:
         segmenter: SpeechSegmenter,
         on_block: Callable[[AudioBlock], None] | None = None,
         max_queued: int = 512,
+        observer: SessionObserver | None = None,
     ) -> None:
         self.blocks = blocks
         self.segmenter = segmenter
         self.on_block = on_block
+        self.observer = observer
         self._queue: asyncio.Queue[object] = asyncio.Queue(max_queued)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,17 +92,30 @@ class SegmentPump:
             for block in self.blocks:
                 if self.on_block is not None:
                     self.on_block(block)
-                for event in self.segmenter.feed(block):
+                if self.observer is not None:
+                    self.observer.block(block)
+                for event in self._segment(functools.partial(self.segmenter.feed, block)):
                     if not self._put(event):
                         return
                 if self._stop.is_set():
                     return
-            for event in self.segmenter.flush():
+            for event in self._segment(self.segmenter.flush):
                 if not self._put(event):
                     return
             self._put(_END)
         except BaseException as err:  # handed to the consumer, which raises it
             self._put(err)
+
+    def _segment(self, step: Callable[[], list[SegmentEvent]]) -> list[SegmentEvent]:
+        """Run one segmenter step; the observer gets its time, the running totals and its events."""
+        if self.observer is None:
+            return step()
+        began = time.perf_counter()
+        events = step()
+        self.observer.segmented(self.segmenter.stats(), time.perf_counter() - began)
+        for event in events:
+            self.observer.produced(event)
+        return events
 
     async def events(self) -> AsyncIterator[SegmentEvent]:
         self._loop = asyncio.get_running_loop()
@@ -110,6 +128,8 @@ class SegmentPump:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                if self.observer is not None:
+                    self.observer.sent(item)  # type: ignore[arg-type]
                 yield item  # type: ignore[misc]
         finally:
             await self.close()
@@ -127,12 +147,15 @@ async def run_session(
     blocks: Iterable[AudioBlock],
     vad: VadSettings,
     on_block: Callable[[AudioBlock], None] | None = None,
+    observer: SessionObserver | None = None,
 ) -> AsyncIterator[SegmentResult]:
     """Stream one source as one session and yield its results in order."""
-    pump = SegmentPump(blocks, vad.make_segmenter(), on_block)
+    pump = SegmentPump(blocks, vad.make_segmenter(), on_block, observer=observer)
     events = pump.events()
     try:
         async for result in uplink.session(session_id, events):
+            if observer is not None:
+                observer.result(result)
             yield result
     finally:
         with contextlib.suppress(Exception):

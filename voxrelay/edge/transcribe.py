@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TextIO
 
 from voxrelay.edge.agent import VadSettings, run_session
+from voxrelay.edge.metrics import EdgeMetrics
+from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.sinks import SUFFIXES, make_sink
 from voxrelay.edge.sources import WavSource
 from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect
@@ -68,6 +70,7 @@ async def transcribe_file(
     pace: float | None,
     out: TextIO,
     headers: bool = False,
+    observer: SessionObserver | None = None,
 ) -> FileOutcome:
     """Transcribe one file into ``out``; an unreadable file or a failed segment is reported, not raised."""
     try:
@@ -78,7 +81,9 @@ async def transcribe_file(
     sink.begin(path)
     segments, failed = 0, []
     try:
-        async for result in run_session(uplink, new_session_id(path), source.blocks(), vad):
+        async for result in run_session(
+            uplink, new_session_id(path), source.blocks(), vad, observer=observer
+        ):
             segments += 1
             if result.error:
                 failed.append(f"segment at {result.start:.2f} s: {result.error}")
@@ -102,6 +107,7 @@ async def transcribe(
     output_dir: str | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> int:
     """Transcribe ``paths`` one after another; exit status 0 if all succeeded, 1 if some failed."""
     vad = vad or VadSettings()
@@ -112,15 +118,25 @@ async def transcribe(
     try:
         uplink = Uplink(settings, channel)
         for path in paths:
+            observer = metrics.session(vad.vad) if metrics is not None else None
             if output_dir:
                 target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt])
                 with atomic_text(target) as f:
-                    outcome = await transcribe_file(uplink, path, fmt=fmt, vad=vad, pace=pace, out=f)
+                    outcome = await transcribe_file(
+                        uplink, path, fmt=fmt, vad=vad, pace=pace, out=f, observer=observer
+                    )
                 if not outcome.ok and outcome.segments == 0:
                     target.unlink(missing_ok=True)
             else:
                 outcome = await transcribe_file(
-                    uplink, path, fmt=fmt, vad=vad, pace=pace, out=stdout, headers=len(paths) > 1
+                    uplink,
+                    path,
+                    fmt=fmt,
+                    vad=vad,
+                    pace=pace,
+                    out=stdout,
+                    headers=len(paths) > 1,
+                    observer=observer,
                 )
             if not outcome.ok:
                 failures += 1
@@ -145,6 +161,7 @@ async def listen(
     fmt: str = "text",
     vad: VadSettings | None = None,
     stdout: TextIO | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> int:
     """Live microphone until Ctrl-C (or SIGTERM); the segment in flight is finished first."""
     from voxrelay.edge.mic import MicSource
@@ -167,7 +184,12 @@ async def listen(
             sink = make_sink(fmt, stdout)
             sink.begin(mic.name)
             async for result in run_session(
-                Uplink(settings, channel), new_session_id("mic"), mic.blocks(), vad
+                Uplink(settings, channel),
+                new_session_id("mic"),
+                mic.blocks(),
+                vad,
+                on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
+                observer=None if metrics is None else metrics.session(vad.vad),
             ):
                 sink.write(result)
             sink.end()
