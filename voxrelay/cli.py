@@ -157,6 +157,31 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_transcribe)
 
 
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from voxrelay.edge.batch import DEFAULT_JOBS, MAX_JOBS
+
+    p = sub.add_parser(
+        "batch",
+        help="transcribe folders of WAV files offline, resumably",
+        description="Transcribe WAV files, folders (searched recursively for *.wav) and globs into "
+        "DIR, several files at once. A rerun skips files whose output is complete; Ctrl-C keeps what "
+        "finished. DIR/summary.json lists every input with its status.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files, folders or globs ('rec/**/*.wav')")
+    p.add_argument("-o", "--output-dir", metavar="DIR", required=True, help="where outputs go (created)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help=f"files in flight at once (1..{MAX_JOBS}; default %(default)s)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="redo inputs whose output already exists")
+    _add_edge_options(p, with_pace=False)
+    _add_metrics_options(p)
+    p.set_defaults(run=_run_batch)
+
+
 def _add_listen(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "listen", help="transcribe the microphone live", description="Transcribe the microphone."
@@ -193,6 +218,7 @@ def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tup
 async def _with_server(
     args: argparse.Namespace,
     body: Callable[[str, bool], Awaitable[int]],
+    inference_workers: int = 1,
     registry: Any = None,
 ) -> int:
     if args.server:
@@ -202,7 +228,10 @@ async def _with_server(
     from voxrelay.embedded import embedded_recognizer
 
     async with embedded_recognizer(
-        model=args.model or "tiny.en", backend=args.backend, metrics_registry=registry
+        model=args.model or "tiny.en",
+        backend=args.backend,
+        inference_workers=inference_workers,
+        metrics_registry=registry,
     ) as address:
         return await body(address, True)
 
@@ -228,6 +257,25 @@ def _run_transcribe(args: argparse.Namespace) -> int:
             )
 
         return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from voxrelay.edge.batch import BatchSettings, embedded_workers, plan_batch, run_batch
+
+    settings = BatchSettings(
+        output_dir=args.output_dir, fmt=args.format, jobs=args.jobs, overwrite=args.overwrite
+    )
+    plan = plan_batch(args.inputs, settings)
+    with _edge_metrics(args) as metrics:
+        if not plan.jobs:  # everything skipped or failed: no recognizer to start
+            return asyncio.run(run_batch(plan, None, quiet=args.quiet, metrics=metrics))
+
+        async def body(server: str, embedded: bool) -> int:
+            uplink, vad = _edge_settings(args, server, embedded)
+            return await run_batch(plan, uplink, vad, quiet=args.quiet, metrics=metrics)
+
+        workers = embedded_workers(settings.jobs)
+        return asyncio.run(_with_server(args, body, workers, registry=metrics and metrics.registry))
 
 
 def _run_listen(args: argparse.Namespace) -> int:
@@ -271,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     _add_transcribe(sub)
+    _add_batch(sub)
     _add_listen(sub)
     _add_devices(sub)
     return parser

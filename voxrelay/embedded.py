@@ -18,12 +18,19 @@ if TYPE_CHECKING:
 
 @contextlib.asynccontextmanager
 async def embedded_recognizer(
-    model: str = "tiny.en", backend: str = "faster-whisper", compute_type: str = "int8", beam_size: int = 5,
+    model: str = "tiny.en",
+    backend: str = "faster-whisper",
+    compute_type: str = "int8",
+    beam_size: int = 5,
+    inference_workers: int = 1,
     metrics_registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[str]:
     """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit.
 
-    ``metrics_registry``: record the service's metrics there (with the edge's, for one metrics file)."""
+    ``metrics_registry``: record the service's metrics there (with the edge's, for one metrics file).
+
+    ``inference_workers``: segments recognised at once (several streams keep several workers busy).
+    """
     try:
         from voxrelay.cloud.metrics import CloudMetrics
         from voxrelay.cloud.server import create_server
@@ -39,6 +46,7 @@ async def embedded_recognizer(
         backend=backend,
         compute_type=compute_type,
         beam_size=beam_size,
+        inference_workers=inference_workers,
     )
     metrics = CloudMetrics(metrics_registry) if metrics_registry is not None else None
     server, port = await create_server(settings, metrics=metrics)
