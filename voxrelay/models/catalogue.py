@@ -200,9 +200,7 @@ def _local_directory(directory: Path) -> ResolvedModel:
     directory = directory.resolve()
     missing = [f for f in ("model.bin", "config.json") if not (directory / f).is_file()]
     if missing:
-        raise ModelNotFound(
-            f"directory {directory} is not a CTranslate2 Whisper model: {', '.join(missing)} missing"
-        )
+        raise ModelNotFound(f"directory {directory} is not a CTranslate2 Whisper model: {', '.join(missing)} missing")
     return ResolvedModel(
         name=directory.name,
         path=str(directory),
@@ -267,8 +265,7 @@ def _join_base(part1_dir: Path, part2_dir: Path, target: Path) -> None:
                     shutil.copyfileobj(src, out, 1 << 22)
     except OSError as err:
         raise VoxrelayError(
-            f"cannot write the joined 'base' model to {target} ({err}); "
-            "set VOXRELAY_CACHE_DIR to a writable directory"
+            f"cannot write the joined 'base' model to {target} ({err}); set VOXRELAY_CACHE_DIR to a writable directory"
         ) from err
 
 

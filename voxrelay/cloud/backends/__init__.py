@@ -38,9 +38,7 @@ def load_backend(
             raise MissingDependency("the faster-whisper backend", "faster-whisper", "cloud") from err
         from .faster_whisper import FasterWhisperBackend
 
-        return FasterWhisperBackend(
-            resolved, device=device, compute_type=compute_type, num_workers=num_workers
-        )
+        return FasterWhisperBackend(resolved, device=device, compute_type=compute_type, num_workers=num_workers)
     for module, package in (("torch", "torch"), ("whisper", "openai-whisper")):
         try:
             __import__(module)

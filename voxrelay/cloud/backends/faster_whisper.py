@@ -87,9 +87,7 @@ class FasterWhisperBackend:
             )
             segments = list(segments)  # decoding happens while the generator is consumed
         except Exception as err:
-            raise BackendError(
-                f"faster-whisper failed on a {samples.size / 16000:.2f} s segment: {err}"
-            ) from err
+            raise BackendError(f"faster-whisper failed on a {samples.size / 16000:.2f} s segment: {err}") from err
         phrases = tuple(
             Phrase(
                 text=s.text.strip(),

@@ -54,9 +54,7 @@ class OpenAIWhisperBackend:
             ) from err
         heads = read_alignment_heads(local.path)
         if heads:  # load_model only knows the heads of its own named models
-            model.set_alignment_heads(
-                alignment_heads_dump(heads, model.dims.n_text_layer, model.dims.n_text_head)
-            )
+            model.set_alignment_heads(alignment_heads_dump(heads, model.dims.n_text_layer, model.dims.n_text_head))
         model.eval()
         self._model: Whisper | None = model
         self._device = device
@@ -102,9 +100,7 @@ class OpenAIWhisperBackend:
                     carry_initial_prompt=bool(options.hotwords),
                 )
             except Exception as err:
-                raise BackendError(
-                    f"openai-whisper failed on a {samples.size / 16000:.2f} s segment: {err}"
-                ) from err
+                raise BackendError(f"openai-whisper failed on a {samples.size / 16000:.2f} s segment: {err}") from err
         segments = result["segments"]
         phrases = tuple(
             Phrase(
