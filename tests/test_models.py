@@ -159,6 +159,22 @@ def test_base_is_joined_once_and_reused(cache: Path) -> None:
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+def test_concurrent_joins_leave_one_whole_model(cache: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        resolved = list(pool.map(lambda _: resolve_model("base"), range(3)))
+    assert len(set(resolved)) == 1
+    directory = Path(str(resolved[0].path))
+    assert (directory / "model.bin").stat().st_size == _part_sizes()
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "config.json",
+        "model.bin",
+        "tokenizer.json",
+        "vocabulary.txt",
+    ]
+
+
 def test_truncated_join_is_redone(cache: Path) -> None:
     model_bin = Path(str(resolve_model("base").path)) / "model.bin"
     with model_bin.open("r+b") as f:
