@@ -308,6 +308,30 @@ def _run_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from voxrelay.quality.command import add_arguments
+
+    p = sub.add_parser(
+        "eval",
+        help="score VAD, recognizer and end-to-end quality on labelled files",
+        description="Run a labelled manifest through the recognizer alone and through the whole pipeline; "
+        "report VAD precision/recall, WER of both, which stage caused the errors, and latency.",
+    )
+    add_arguments(p)
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from voxrelay.quality.command import prepare, run_prepared
+
+    prepared = prepare(args)
+
+    async def body(server: str, embedded: bool) -> int:
+        return await run_prepared(prepared, args, server, embedded)
+
+    return asyncio.run(_with_server(args, body))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxrelay",
@@ -322,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch(sub)
     _add_listen(sub)
     _add_devices(sub)
+    _add_eval(sub)
     return parser
 
 

@@ -1,0 +1,167 @@
+"""``voxrelay eval``: run a labelled manifest through the recognizer alone and end to end, and report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+
+from voxrelay.edge.transcribe import atomic_text
+from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect, describe_rpc_error
+from voxrelay.errors import InvalidArgument
+from voxrelay.protos import pb, pb_grpc
+from voxrelay.quality.evaluate import build_report
+from voxrelay.quality.manifest import Manifest, read_manifest
+from voxrelay.quality.runner import EvalSettings, FileRun, run_file
+
+
+async def _model_info(stub: pb_grpc.RecognizerStub, settings: UplinkSettings) -> pb.ModelInfo:
+    try:
+        info = await stub.GetInfo(pb.GetInfoRequest(), timeout=settings.connect_timeout)
+    except grpc.aio.AioRpcError as err:
+        raise UplinkError(describe_rpc_error(settings.server, err)) from None
+    if settings.model:
+        for model in info.models:
+            if settings.model in (model.name, model.version):
+                return model
+    return info.models[0]
+
+
+def _context(manifest: Path, settings: EvalSettings, uplink: UplinkSettings, model: pb.ModelInfo) -> dict[str, Any]:
+    vad = settings.vad
+    return {
+        "manifest": str(manifest),
+        "server": uplink.server,
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "backend": model.backend,
+            "multilingual": model.multilingual,
+            "compute": model.compute,
+        },
+        "options": {"language": uplink.language, "beam_size": uplink.beam_size or None},
+        "vad_settings": {
+            "vad": vad.vad,
+            "mode": vad.mode,
+            "threshold": vad.threshold,
+            "segmenter": dataclasses.asdict(vad.segmenter) if vad.segmenter else "defaults",
+        },
+        "pace": settings.pace,
+        "frame_s": 0.01,
+    }
+
+
+async def evaluate(
+    manifest: Manifest,
+    uplink_settings: UplinkSettings,
+    settings: EvalSettings,
+    *,
+    output: str,
+    plots: str | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    quiet: bool = False,
+) -> int:
+    """Evaluate every scorable row of the manifest; 0 when every file ran, 1 when some could not."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    uplink_settings = dataclasses.replace(uplink_settings, word_timestamps=True)
+    channel = await connect(uplink_settings)
+    runs: list[FileRun] = []
+    try:
+        stub = pb_grpc.RecognizerStub(channel)
+        model = await _model_info(stub, uplink_settings)
+        uplink = Uplink(uplink_settings, channel)
+        total = len(manifest.entries)
+        for i, entry in enumerate(manifest.entries, 1):
+            if not quiet:
+                print(f"[{i}/{total}] {entry.name}", file=stderr, flush=True)
+            run = await run_file(entry, uplink, stub, settings)
+            if run.error:
+                named = entry.name in run.error or str(entry.path) in run.error
+                print(f"voxrelay eval: {run.error if named else f'{entry.name}: {run.error}'}", file=stderr, flush=True)
+            runs.append(run)
+    except UplinkError as err:
+        print(f"voxrelay eval: {err.message}", file=stderr)
+        return 1
+    finally:
+        await channel.close()
+    report = build_report(
+        runs,
+        multilingual=model.multilingual,
+        collar=settings.collar,
+        context=_context(manifest.path, settings, uplink_settings, model),
+    )
+    report["skipped"] = list(manifest.skipped)
+    with atomic_text(Path(output)) as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    from voxrelay.quality.table import print_report
+
+    print_report(report, stdout)
+    if plots:
+        from voxrelay.quality.plots import write_plots
+
+        written = write_plots(report, plots)
+        if not quiet:
+            print(f"{len(written)} charts in {plots}", file=stderr)
+    return 1 if any(r.error for r in runs) else 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``voxrelay eval`` (the parser itself lives in voxrelay.cli)."""
+    from voxrelay.edge.agent import DEFAULT_VAD, VADS
+
+    p.add_argument("manifest", metavar="MANIFEST.jsonl", help="labelled files (the ../shared/data/speech format)")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT.json", help="where the JSON report goes")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG charts into DIR")
+    p.add_argument("--server", metavar="HOST:PORT", help="recognizer to use (default: an embedded one)")
+    p.add_argument("--vad", choices=VADS, default=DEFAULT_VAD, help="voice activity detector (default %(default)s)")
+    p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
+    p.add_argument("--vad-threshold", type=float, help="silero speech probability threshold (0-1)")
+    p.add_argument("--model", help="model name (default: the server's default; embedded: tiny.en)")
+    p.add_argument("--language", help="language code passed to the recognizer (default: detect)")
+    p.add_argument("--beam-size", type=int, default=0, help="beam width (default: the server's)")
+    p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live, for live latency figures)")
+    p.add_argument(
+        "--collar",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="leave frames this close to a labelled boundary out of the VAD scores (default 0)",
+    )
+    p.add_argument("--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)")
+
+
+def prepare(args: argparse.Namespace) -> tuple[Manifest, EvalSettings]:
+    """Check the options and read the manifest (usage errors come before any model loads)."""
+    from voxrelay.edge.agent import VadSettings
+
+    if Path(args.output).is_dir():
+        raise InvalidArgument(f"--output: {args.output!r} is a folder; give the path of the JSON report to write")
+    settings = EvalSettings(
+        vad=VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold),
+        pace=args.pace,
+        collar=args.collar,
+    )
+    return read_manifest(args.manifest), settings
+
+
+async def run_prepared(
+    prepared: tuple[Manifest, EvalSettings], args: argparse.Namespace, server: str, embedded: bool
+) -> int:
+    manifest, settings = prepared
+    uplink = UplinkSettings(
+        server=server,
+        device_id="voxrelay-eval",
+        language=args.language,
+        model=None if embedded else args.model,
+        beam_size=args.beam_size,
+        word_timestamps=True,
+    )
+    return await evaluate(manifest, uplink, settings, output=args.output, plots=args.plots, quiet=args.quiet)
