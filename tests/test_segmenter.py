@@ -337,7 +337,7 @@ def collect(events: list) -> list[tuple[int, float, float, np.ndarray, SegmentCl
     return out
 
 
-SETTINGS = SegmenterSettings(hangover_seconds=1.0, post_roll_seconds=0.3, max_segment_seconds=10.0)
+SETTINGS = SegmenterSettings(pre_roll_seconds=0.3, hangover_seconds=1.0, post_roll_seconds=0.3, max_segment_seconds=10.0)
 
 
 def test_segment_audio_is_exactly_the_source_between_offset_and_end() -> None:

@@ -53,7 +53,8 @@ def test_bench_every_utterance_found_and_none_cut_in_a_word(
     row, blocks, samples = bench
     settings = SegmenterSettings()
     events = tuner.run_events(blocks, vad, settings)
-    closing_gap = settings.hangover_seconds + settings.pre_roll_seconds + settings.post_roll_seconds
+    # A gap this long lets the segment close (hangover) before the next one's pre-roll begins.
+    closing_gap = settings.hangover_seconds + settings.pre_roll_seconds
     segments = tuner.segments_of(events)
     report = tuner.bench_report(row, samples, segments, settings.max_segment_seconds, closing_gap)
     summary = f"{vad} on {tuner.BENCH}:\n  " + "\n  ".join(report.lines())
@@ -63,8 +64,9 @@ def test_bench_every_utterance_found_and_none_cut_in_a_word(
     # Only a forced split of an utterance longer than the maximum segment may fall inside it (in a pause).
     assert not [c for c in report.pause_cuts if "under the max length" in c], summary
     assert len(report.noise_segments) <= 1, summary
-    # In gaps long enough for a segment to close, little more than the pre- and post-roll is sent.
-    assert report.long_gaps >= 5 and report.long_gap_covered <= 0.4, summary
+    # In gaps long enough for a segment to close, little more than the pre- and post-roll (1.0 s of
+    # 2.4-3.0 s) is sent.
+    assert report.long_gaps >= 5 and report.long_gap_covered <= 0.5, summary
     assert report.exact.recall >= 0.98 and report.exact.precision >= 0.8, summary
 
     # The audio sent is exactly the source between each segment's offset and end.

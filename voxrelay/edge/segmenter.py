@@ -44,7 +44,7 @@ class SegmenterSettings:
     """Consecutive speech needed to confirm an onset; shorter blips do not open a segment."""
     hangover_seconds: float = 1.8
     """Non-speech that closes a segment; shorter pauses stay inside it (utterances pause up to ~1.7 s)."""
-    post_roll_seconds: float = 0.6
+    post_roll_seconds: float = 0.4
     """Audio kept after the last speech frame when a segment closes (at most ``hangover_seconds``)."""
     max_segment_seconds: float = 30.0
     """Longest segment (Whisper's window is 30 s); longer speech is split at its quietest point."""
