@@ -65,7 +65,47 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port)",
     )
+    _add_serve_guards(p, d)
     p.set_defaults(run=_run_serve)
+
+
+def _add_serve_guards(p: argparse.ArgumentParser, d: Any) -> None:
+    """Admission limits, TLS and device tokens of ``serve``."""
+    p.add_argument(
+        "--max-queued-audio",
+        type=float,
+        default=d.max_queued_audio_seconds,
+        dest="max_queued_audio_seconds",
+        metavar="SECONDS",
+        help="audio waiting for recognition beyond which new segments are refused with a retry hint "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--max-pending-segments",
+        type=int,
+        default=d.max_pending_segments,
+        metavar="N",
+        help="segments of one stream awaiting results (default %(default)s)",
+    )
+    p.add_argument(
+        "--stream-idle",
+        type=float,
+        default=d.stream_idle_seconds,
+        dest="stream_idle_seconds",
+        metavar="SECONDS",
+        help="close a stream that sent nothing for this long with nothing pending (default %(default)s)",
+    )
+    p.add_argument("--tls-cert", metavar="PEM", help="server certificate (chain) for TLS")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA (mTLS)")
+    p.add_argument(
+        "--auth-token-file",
+        metavar="PATH",
+        help="accept only calls with one of these device tokens (one per line: TOKEN [NAME])",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)"
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -86,6 +126,14 @@ def _run_serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace_seconds,
         reflection=args.reflection,
         metrics_port=args.metrics_port,
+        max_queued_audio_seconds=args.max_queued_audio_seconds,
+        max_pending_segments=args.max_pending_segments,
+        stream_idle_seconds=args.stream_idle_seconds,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        auth_token_file=args.auth_token_file,
+        insecure=args.insecure,
     )
     return serve(settings)
 

@@ -35,6 +35,14 @@ class LimitExceeded(VoxrelayError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Overloaded(LimitExceeded):
+    """The server is at capacity (streams, queued audio): retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ModelNotFound(VoxrelayError):
     """An unknown model name, or one that is not served here."""
 

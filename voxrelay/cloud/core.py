@@ -13,7 +13,7 @@ from voxrelay.cloud.backends.base import ModelDescriptor
 from voxrelay.cloud.engine import InferenceEngine, ResultCache
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.settings import ServerSettings
-from voxrelay.errors import ModelNotFound
+from voxrelay.errors import ModelNotFound, Overloaded, Unavailable
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class ServiceCore:
         )
         self.draining = False
         self.active_streams = 0
+        # Audio of segments waiting for or in recognition, all streams (admission control).
+        self.queued_audio_seconds = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         # Without a registry from the caller, a fresh one per service (never the global default).
         self.metrics = metrics if metrics is not None else CloudMetrics(CollectorRegistry())
@@ -55,6 +57,23 @@ class ServiceCore:
             served = ", ".join(self.engines)
             raise ModelNotFound(f"{field}: model {name!r} is not served here (served: {served})")
         return engine
+
+    def admit(self, seconds: float = 0.0) -> None:
+        """Refuse new work while draining, or when ``seconds`` more audio would overfill the queue.
+
+        The first segment is always let in, however long, so that a queue limit below a segment's
+        length cannot block the server for good.
+        """
+        if self.draining:
+            raise Unavailable("the server is draining; connect to another replica or retry later")
+        limit = self.settings.max_queued_audio_seconds
+        queued = self.queued_audio_seconds
+        if queued > 0 and (queued + seconds > limit or queued >= limit):
+            raise self.overloaded(f"{queued:.1f} s of audio is queued for recognition (limit {limit:g} s)")
+
+    def overloaded(self, why: str) -> Overloaded:
+        retry = self.settings.retry_after_seconds
+        return Overloaded(f"the server is busy: {why}; retry in {retry:g} s", retry)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a task that outlives the call that started it; drain() waits for it."""

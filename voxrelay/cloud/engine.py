@@ -126,6 +126,10 @@ class ResultCache(Generic[K, V]):
         self._evict()
         return entry, True
 
+    def peek(self, key: K) -> asyncio.Future[V] | None:
+        """The entry for ``key`` if there is one (finished or in progress), without claiming it."""
+        return self._entries.get(key)
+
     def forget(self, key: K) -> None:
         """Drop an entry (its computation failed or was abandoned): the next claim recomputes."""
         entry = self._entries.pop(key, None)

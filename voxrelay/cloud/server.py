@@ -12,15 +12,17 @@ from collections.abc import Mapping
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from voxrelay.cloud import security
 from voxrelay.cloud.backends import load_backend
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.handlers import add_recognizer
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import VoxrelayError
 from voxrelay.exposition import ExportSettings, MetricsExporter, exported, new_registry
-from voxrelay.protos import SERVICE_NAME, pb_grpc
+from voxrelay.protos import SERVICE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,12 @@ def _channel_options(settings: ServerSettings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", max(4 << 20, widest + (64 << 10))),
         ("grpc.so_reuseport", 0),
-        ("grpc.keepalive_time_ms", 30_000),
+        # Ping clients so that a vanished one frees its stream; cut off clients that ping too often.
+        ("grpc.keepalive_time_ms", int(settings.keepalive_seconds * 1000)),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(settings.min_client_ping_seconds * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
         ("grpc.http2.max_pings_without_data", 0),
     ]
 
@@ -103,8 +107,8 @@ async def create_server(
     if engines is None:
         engines = await asyncio.to_thread(load_engines, settings)
     core = ServiceCore(settings, engines, metrics)
-    server = grpc.aio.server(options=_channel_options(settings))
-    pb_grpc.add_RecognizerServicer_to_server(RecognizerService(core), server)
+    server = grpc.aio.server(options=_channel_options(settings), interceptors=security.interceptors(settings))
+    add_recognizer(RecognizerService(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
@@ -118,12 +122,7 @@ async def create_server(
             ),
             server,
         )
-    try:
-        port = server.add_insecure_port(settings.address)
-    except RuntimeError as err:
-        raise VoxrelayError(f"cannot listen on {settings.address}: {err}") from err
-    if port == 0:
-        raise VoxrelayError(f"cannot listen on {settings.address}: the address is in use or not local")
+    port = security.bind(server, settings)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -10,9 +10,10 @@ import grpc
 from voxrelay import __version__
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.metrics import CloudMetrics
+from voxrelay.cloud.security import principal_of
 from voxrelay.cloud.session import StreamSession
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
-from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError
+from voxrelay.errors import InvalidArgument, LimitExceeded, Overloaded, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,10 @@ async def abort(
     retry hint."""
     if metrics is not None:
         metrics.invalid_input(err)
-    if err.grpc_code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+    # Only refusals that a retry can cure carry the hint (a too-long segment stays too long).
+    if isinstance(err, Overloaded):
+        context.set_trailing_metadata((("grpc-retry-pushback-ms", str(round(err.retry_after * 1000))),))
+    elif isinstance(err, Unavailable):
         context.set_trailing_metadata((("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS),))
     await context.abort(err.grpc_code, err.message)
 
@@ -49,14 +53,13 @@ class RecognizerService(pb_grpc.RecognizerServicer):
         if core.active_streams >= core.settings.max_concurrent_streams:
             await abort(
                 context,
-                LimitExceeded(
-                    f"too many concurrent streams (limit {core.settings.max_concurrent_streams}); "
-                    "retry in a few seconds"
+                core.overloaded(
+                    f"{core.active_streams} concurrent streams (limit {core.settings.max_concurrent_streams})"
                 ),
                 core.metrics,
             )
         core.active_streams += 1
-        session = StreamSession(core, context.peer())
+        session = StreamSession(core, context.peer(), principal_of(context))
         try:
             async for response in session.responses(request_iterator):
                 yield response
@@ -74,8 +77,6 @@ class RecognizerService(pb_grpc.RecognizerServicer):
     ) -> pb.RecognitionResult:
         core = self.core
         try:
-            if core.draining:
-                raise Unavailable("the server is draining; connect to another replica or retry later")
             engine = core.engine_for("options.model", request.options.model)
             fmt = wire_format("format", request.format, core.settings)
             options = decode_options("options", request.options, core.settings, engine.model)
@@ -92,9 +93,14 @@ class RecognizerService(pb_grpc.RecognizerServicer):
                     f"audio: {len(request.audio)} bytes is not a whole number of frames "
                     f"({fmt.frame_bytes} bytes per frame for {fmt.describe()})"
                 )
+            core.admit(seconds)
             audio = fmt.decode("audio", request.audio)
             core.metrics_audio(seconds)
-            recognition = await engine.recognize(audio, options)
+            core.queued_audio_seconds += seconds
+            try:
+                recognition = await engine.recognize(audio, options)
+            finally:
+                core.queued_audio_seconds -= seconds
         except VoxrelayError as err:
             log.info("Recognize from %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)
             await abort(context, err, core.metrics)

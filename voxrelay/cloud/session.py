@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import grpc
+
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
@@ -53,12 +55,23 @@ class SessionState:
 _DONE = object()
 
 
+class IdleStream(VoxrelayError):
+    """A stream that sent nothing for too long while nothing was pending."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class StreamSession:
     """Reads one client's requests, answers acks at once and results in the order segments ended."""
 
-    def __init__(self, core: ServiceCore, peer: str) -> None:
+    def __init__(self, core: ServiceCore, peer: str, principal: str = "") -> None:
         self.core = core
         self.peer = peer
+        # Who is calling (a token digest or TLS identity): cached results are kept apart per principal.
+        self.principal = principal
+        # Segments ended on this stream whose response has not gone out yet.
+        self._pending = 0
+        self._last_activity = time.monotonic()
         self._out: asyncio.Queue[object] = asyncio.Queue()
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._state: SessionState | None = None
@@ -85,7 +98,7 @@ class StreamSession:
     async def _read(self, requests: AsyncIterator[pb.StreamRequest]) -> None:
         error: BaseException | None = None
         try:
-            async for request in requests:
+            async for request in self._within_idle_limit(requests):
                 await self._handle(request)
             if self._segment is not None:
                 raise InvalidArgument(
@@ -99,6 +112,39 @@ class StreamSession:
         # Results of every segment that ended go out first, then the stream ends (with the error).
         await self._results.put(error if error is not None else _DONE)
 
+    async def _within_idle_limit(self, requests: AsyncIterator[pb.StreamRequest]) -> AsyncIterator[pb.StreamRequest]:
+        """The requests; a stream with nothing pending that sends nothing for stream_idle_seconds ends."""
+        idle = self.core.settings.stream_idle_seconds
+        iterator = aiter(requests)
+        waiting: asyncio.Task[pb.StreamRequest] | None = None
+        try:
+            while True:
+                if waiting is None:
+                    waiting = asyncio.ensure_future(anext(iterator))
+                left = self._last_activity + idle - time.monotonic()
+                done, _ = await asyncio.wait({waiting}, timeout=max(left, 0.0))
+                if not done:
+                    if self._pending:  # waiting for results is not idleness
+                        self._last_activity = time.monotonic()
+                    elif time.monotonic() - self._last_activity >= idle:
+                        raise IdleStream(
+                            f"the stream sent nothing for {idle:g} s with nothing pending and was closed; "
+                            "reconnect when there is speech to send"
+                        )
+                    continue
+                try:
+                    request = waiting.result()
+                except StopAsyncIteration:
+                    return
+                waiting = None
+                self._last_activity = time.monotonic()
+                yield request
+        finally:
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+            elif waiting is not None and not waiting.cancelled():
+                waiting.exception()  # retrieved: the stream is ending anyway
+
     async def _deliver(self) -> None:
         while True:
             item = await self._results.get()
@@ -107,6 +153,8 @@ class StreamSession:
                 return
             assert isinstance(item, asyncio.Future)
             response = await item
+            self._pending -= 1
+            self._last_activity = time.monotonic()
             await self._out.put(response)
 
     async def _handle(self, request: pb.StreamRequest) -> None:
@@ -156,6 +204,13 @@ class StreamSession:
             raise InvalidArgument(f"start.offset_seconds: {start.offset_seconds} must be a time ≥ 0")
         if self.core.draining:
             raise Unavailable("the server is draining; reconnect (to another replica) to send more segments")
+        if self._pending >= self.core.settings.max_pending_segments:
+            raise self.core.overloaded(
+                f"{self._pending} segments of this stream await their results "
+                f"(limit {self.core.settings.max_pending_segments}); read results before sending more"
+            )
+        if self.core.results.peek(self._cache_key(segment_id)) is None:  # a resent segment needs no room
+            self.core.admit()
         self._segment = OpenSegment(segment_id, start.sequence, start.offset_seconds)
 
     def _audio(self, chunk: pb.AudioChunk) -> None:
@@ -192,12 +247,22 @@ class StreamSession:
         self._segment = None
         ended = time.perf_counter()
         audio_seconds = state.fmt.seconds(segment.n_bytes)
-        future, owner = self.core.results.claim((state.device_id, segment.segment_id))
+        key = self._cache_key(segment.segment_id)
+        if self.core.results.peek(key) is None:
+            self.core.admit(audio_seconds)
+        future, owner = self.core.results.claim(key)
         ack = pb.SegmentAck(segment_id=segment.segment_id, audio_seconds=audio_seconds, duplicate=not owner)
         self._out.put_nowait(pb.StreamResponse(ack=ack))
         if owner:
+            self.core.queued_audio_seconds += audio_seconds
             self.core.spawn(self._recognize(state, segment, audio_seconds, ended, future))
+        self._pending += 1
         self._results.put_nowait(asyncio.ensure_future(self._respond(segment.segment_id, future)))
+
+    def _cache_key(self, segment_id: str) -> tuple[str, str]:
+        assert self._state is not None
+        device = self._state.device_id
+        return (f"{self.principal}/{device}" if self.principal else device, segment_id)
 
     async def _recognize(
         self,
@@ -207,9 +272,10 @@ class StreamSession:
         ended: float,
         future: asyncio.Future[pb.RecognitionResult],
     ) -> None:
-        key = (state.device_id, segment.segment_id)
+        key = self._cache_key(segment.segment_id)
         try:
             audio = state.fmt.decode("audio", b"".join(segment.chunks))
+            segment.chunks.clear()
             recognition = await state.engine.recognize(audio, state.options)
         except VoxrelayError as err:
             if not future.done():
@@ -219,6 +285,8 @@ class StreamSession:
         except asyncio.CancelledError:
             self.core.results.forget(key)
             raise
+        finally:
+            self.core.queued_audio_seconds -= audio_seconds
         result = recognition_result(
             recognition,
             segment_id=segment.segment_id,
@@ -243,6 +311,8 @@ class StreamSession:
             error = pb.SegmentError(segment_id=segment_id, code=err.code.name, message=err.message)
             return pb.StreamResponse(error=error)
         except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # this stream is being torn down (the client left): not the recognition's fault
             error = pb.SegmentError(
                 segment_id=segment_id,
                 code="UNAVAILABLE",

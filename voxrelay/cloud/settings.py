@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voxrelay.errors import InvalidArgument
+from voxrelay.netaddr import is_loopback
 
 BACKENDS = ("faster-whisper", "openai-whisper")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int16", "float32", "float16", "int8_float16")
@@ -35,6 +36,25 @@ class ServerSettings:
     slot: str = "stable"
     # Serve Prometheus metrics over HTTP on this port of ``host`` (None: off; 0 picks a free one).
     metrics_port: int | None = None
+    # Admission control: audio seconds waiting for or in recognition (all streams), segments of one
+    # stream awaiting results; refusals are RESOURCE_EXHAUSTED with a retry hint of retry_after_seconds.
+    max_queued_audio_seconds: float = 120.0
+    max_pending_segments: int = 32
+    retry_after_seconds: float = 2.0
+    # A stream with nothing pending that sends nothing this long is closed (DEADLINE_EXCEEDED).
+    stream_idle_seconds: float = 600.0
+    # HTTP/2 keepalive: the server pings every keepalive_seconds and drops a client that does not
+    # answer within 10 s; a client pinging more often than every min_client_ping_seconds is cut off.
+    keepalive_seconds: float = 30.0
+    min_client_ping_seconds: float = 10.0
+    # TLS: PEM files. tls_client_ca makes it mutual TLS (clients need a certificate signed by it).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # A file of accepted device tokens, one per line ("<token> [name]"; # comments).
+    auth_token_file: str | None = None
+    # Allow plaintext on a non-loopback address (a trusted network, or TLS terminated in front).
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -63,6 +83,38 @@ class ServerSettings:
             raise InvalidArgument(f"metrics_port: {self.metrics_port} is not a TCP port (0..65535)")
         if self.grace_seconds < 0:
             raise InvalidArgument(f"grace_seconds: {self.grace_seconds} must not be negative")
+        self._check_robustness()
+        self._check_security()
+
+    def _check_robustness(self) -> None:
+        if not self.max_queued_audio_seconds >= self.max_segment_seconds:
+            raise InvalidArgument(
+                f"max_queued_audio_seconds: {self.max_queued_audio_seconds} must be at least "
+                f"max_segment_seconds ({self.max_segment_seconds:g}), or no long segment could ever run"
+            )
+        if self.max_pending_segments < 1:
+            raise InvalidArgument(f"max_pending_segments: {self.max_pending_segments} must be at least 1")
+        if not 0 < self.retry_after_seconds <= 600:
+            raise InvalidArgument(f"retry_after_seconds: {self.retry_after_seconds} is out of range (0..600]")
+        if not self.stream_idle_seconds > 0:
+            raise InvalidArgument(f"stream_idle_seconds: {self.stream_idle_seconds} must be positive")
+        if not self.keepalive_seconds >= 1 or not self.min_client_ping_seconds >= 1:
+            raise InvalidArgument("keepalive_seconds and min_client_ping_seconds must be at least 1 s")
+
+    def _check_security(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("tls: --tls-cert and --tls-key go together (the certificate and its key)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidArgument("tls: --tls-client-ca (mutual TLS) needs --tls-cert and --tls-key as well")
+        if self.tls_cert is None and not self.insecure and not is_loopback(self.host):
+            raise InvalidArgument(
+                f"host: refusing to serve plaintext on {self.host}, which is not a loopback address; "
+                "give --tls-cert/--tls-key, or --insecure on a trusted network"
+            )
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def address(self) -> str:

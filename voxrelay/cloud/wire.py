@@ -68,6 +68,9 @@ def limits(settings: ServerSettings) -> pb.Limits:
         max_concurrent_streams=settings.max_concurrent_streams,
         min_sample_rate_hz=settings.min_sample_rate_hz,
         max_sample_rate_hz=settings.max_sample_rate_hz,
+        max_queued_audio_seconds=settings.max_queued_audio_seconds,
+        max_pending_segments=settings.max_pending_segments,
+        stream_idle_seconds=settings.stream_idle_seconds,
     )
 
 

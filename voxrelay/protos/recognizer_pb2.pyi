@@ -264,18 +264,24 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_segment_seconds", "max_chunk_bytes", "max_concurrent_streams", "min_sample_rate_hz", "max_sample_rate_hz")
+    __slots__ = ("max_segment_seconds", "max_chunk_bytes", "max_concurrent_streams", "min_sample_rate_hz", "max_sample_rate_hz", "max_queued_audio_seconds", "max_pending_segments", "stream_idle_seconds")
     MAX_SEGMENT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_STREAMS_FIELD_NUMBER: _ClassVar[int]
     MIN_SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     MAX_SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PENDING_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     max_segment_seconds: float
     max_chunk_bytes: int
     max_concurrent_streams: int
     min_sample_rate_hz: int
     max_sample_rate_hz: int
-    def __init__(self, max_segment_seconds: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ...) -> None: ...
+    max_queued_audio_seconds: float
+    max_pending_segments: int
+    stream_idle_seconds: float
+    def __init__(self, max_segment_seconds: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_queued_audio_seconds: _Optional[float] = ..., max_pending_segments: _Optional[int] = ..., stream_idle_seconds: _Optional[float] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
     __slots__ = ("server_version", "models", "limits", "encodings")

@@ -1,0 +1,193 @@
+"""Who may call the recognizer: TLS and mutual TLS credentials, device tokens checked by an interceptor.
+
+Tokens come from a file (``--auth-token-file``), one per line: ``<token> [name]``; blank lines and
+``#`` comments are skipped. Clients send ``authorization: Bearer <token>`` metadata. Only SHA-256
+digests of the tokens are kept in memory and they are compared in constant time; logs name a token
+by its ``name`` (or the first 8 hex digits of its digest), never by the token itself. The health
+service is exempt, so that load balancers and orchestrators can probe without a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from voxrelay.cloud.settings import ServerSettings
+from voxrelay.errors import InvalidArgument, VoxrelayError
+
+log = logging.getLogger(__name__)
+
+MIN_TOKEN_LENGTH = 16
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+def _read(flag: str, path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise VoxrelayError(f"{flag}: cannot read {path}: {err.strerror or err}") from err
+    if not data.strip():
+        raise VoxrelayError(f"{flag}: {path} is empty")
+    return data
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """Accepted device tokens, by digest, with the name each one is logged as."""
+
+    names: Mapping[bytes, str]
+
+    @classmethod
+    def load(cls, path: str) -> TokenSet:
+        """Parse a token file; a short or duplicated token is refused with its line number."""
+        names: dict[bytes, str] = {}
+        text = _read("--auth-token-file", path).decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            token = fields[0]
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise InvalidArgument(
+                    f"--auth-token-file: {path} line {number}: a token must have at least {MIN_TOKEN_LENGTH} "
+                    "characters (e.g. `openssl rand -hex 32`)"
+                )
+            digest = _digest(token)
+            if digest in names:
+                raise InvalidArgument(f"--auth-token-file: {path} line {number}: the token is listed twice")
+            names[digest] = fields[1] if len(fields) > 1 else f"token-{digest.hex()[:8]}"
+        if not names:
+            raise InvalidArgument(f"--auth-token-file: {path} holds no token (one per line)")
+        return cls(names)
+
+    def principal(self, metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+        """The name of the token in ``authorization: Bearer <token>``, or None if absent or unknown."""
+        token = bearer_token(metadata)
+        if token is None:
+            return None
+        digest = _digest(token)
+        found = None
+        for known, name in self.names.items():  # every entry, so the time does not depend on which matched
+            if hmac.compare_digest(known, digest):
+                found = name
+        return found
+
+
+def bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def principal_of(context: grpc.aio.ServicerContext) -> str:
+    """Who made this call, for keying per-client state: the token's digest, else the TLS peer, else ""."""
+    token = bearer_token(context.invocation_metadata())
+    if token is not None:
+        return _digest(token).hex()[:16]
+    identities = context.peer_identities()
+    return identities[0].decode("utf-8", errors="replace") if identities else ""
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that ends the call with UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    kind = (handler.request_streaming, handler.response_streaming)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call (the health service aside) without a known device token: UNAUTHENTICATED."""
+
+    def __init__(self, tokens: TokenSet) -> None:
+        self.tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = details.method or ""
+        if method.startswith(EXEMPT_PREFIXES):
+            return await continuation(details)
+        metadata = details.invocation_metadata
+        principal = self.tokens.principal(metadata)
+        handler = await continuation(details)
+        if principal is not None or handler is None:
+            return handler
+        given = bearer_token(metadata) is not None
+        message = (
+            "the device token is not accepted by this server; check --auth-token-file"
+            if given
+            else "this server needs a device token: send `authorization: Bearer <token>` metadata "
+            "(voxrelay: --auth-token-file)"
+        )
+        log.info("refused %s: %s token", method, "unknown" if given else "no")
+        return _refusal(handler, message)
+
+
+def interceptors(settings: ServerSettings) -> list[grpc.aio.ServerInterceptor]:
+    if settings.auth_token_file is None:
+        return []
+    tokens = TokenSet.load(settings.auth_token_file)
+    log.info("device tokens: %d accepted (from %s)", len(tokens.names), settings.auth_token_file)
+    return [TokenInterceptor(tokens)]
+
+
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the PEM files of ``settings`` (None for plaintext)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    chain = _read("--tls-cert", settings.tls_cert)
+    key = _read("--tls-key", settings.tls_key)
+    client_ca = _read("--tls-client-ca", settings.tls_client_ca) if settings.tls_client_ca else None
+    for flag, data, marker in (("--tls-cert", chain, b"CERTIFICATE"), ("--tls-key", key, b"PRIVATE KEY")):
+        if b"-----BEGIN" not in data or marker not in data:
+            raise VoxrelayError(f"{flag}: not a PEM file holding a {marker.decode().lower()}")
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def bind(server: grpc.aio.Server, settings: ServerSettings) -> int:
+    """Listen on ``settings.address`` with TLS when configured; returns the port."""
+    credentials = server_credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, credentials)
+    except RuntimeError as err:
+        raise VoxrelayError(f"cannot listen on {settings.address}: {err}") from err
+    if port == 0:
+        raise VoxrelayError(f"cannot listen on {settings.address}: the address is in use or not local")
+    return port
