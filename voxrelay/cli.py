@@ -165,6 +165,54 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
     )
     if with_pace:
         p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live)")
+    _add_link_options(p)
+
+
+def _add_link_options(p: argparse.ArgumentParser) -> None:
+    """How the edge reaches the recognizer (TLS, token) and keeps segments until answered (spool)."""
+    p.add_argument("--tls", action="store_true", help="use TLS with the system's CA certificates")
+    p.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA certificate")
+    p.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--auth-token-file", metavar="PATH", help="send the device token in this file")
+    p.add_argument(
+        "--insecure", action="store_true", help="allow plaintext to a server that is not on this machine"
+    )
+    p.add_argument(
+        "--spool-dir",
+        metavar="DIR",
+        help="keep every segment on disk until its result is delivered; a rerun with the same DIR "
+        "resends what an interrupted run left (default: in memory)",
+    )
+    p.add_argument(
+        "--spool-max-mb", type=float, default=512.0, metavar="MB", help="spool size bound (default %(default)s)"
+    )
+    p.add_argument(
+        "--retry-for",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="keep reconnecting this long without progress before giving up (default %(default)s)",
+    )
+
+
+def _link_settings(args: argparse.Namespace, embedded: bool) -> dict[str, Any]:
+    spool = {
+        "spool_dir": args.spool_dir,
+        "spool_max_bytes": int(args.spool_max_mb * 1024 * 1024),
+        "max_outage_seconds": args.retry_for,
+    }
+    if embedded:  # the embedded recognizer is plaintext on loopback
+        return spool
+    return {
+        **spool,
+        "tls": args.tls,
+        "tls_ca": args.tls_ca,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "auth_token_file": args.auth_token_file,
+        "insecure": args.insecure,
+    }
 
 
 def _add_metrics_options(p: argparse.ArgumentParser) -> None:
@@ -259,6 +307,7 @@ def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tup
         word_timestamps=args.word_timestamps,
         initial_prompt=args.initial_prompt,
         hotwords=args.hotwords,
+        **_link_settings(args, embedded),
     )
     return uplink, VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
 

@@ -19,8 +19,10 @@ from typing import TextIO
 from voxrelay.edge.agent import VadSettings, run_session
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.observe import SessionObserver
+from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink
 from voxrelay.edge.sources import WavSource
+from voxrelay.edge.spool import Spool
 from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
@@ -71,19 +73,27 @@ async def transcribe_file(
     out: TextIO,
     headers: bool = False,
     observer: SessionObserver | None = None,
+    replay_delivered: bool = False,
 ) -> FileOutcome:
-    """Transcribe one file into ``out``; an unreadable file or a failed segment is reported, not raised."""
+    """Transcribe one file into ``out``; an unreadable file or a failed segment is reported, not raised.
+
+    A file whose interrupted session is in the uplink's spool is resumed (see voxrelay.edge.resume);
+    ``replay_delivered`` writes the results that session already delivered into ``out`` first.
+    """
     try:
         source = WavSource(path, pace=pace)
     except AudioError as err:
         return FileOutcome(path, ok=False, error=err.message)
+    plan = plan_file(uplink.spool, path, new_session_id)
+    blocks = paced_from(WavSource(path).blocks(), pace, plan.resume_offset) if plan.resumed else source.blocks()
     sink = make_sink(fmt, out, headers=headers)
     sink.begin(path)
     segments, failed = 0, []
+    for result in plan.delivered if replay_delivered else ():
+        segments += 1
+        sink.write(result)
     try:
-        async for result in run_session(
-            uplink, new_session_id(path), source.blocks(), vad, observer=observer
-        ):
+        async for result in run_session(uplink, plan.session_id, blocks, vad, observer=observer):
             segments += 1
             if result.error:
                 failed.append(f"segment at {result.start:.2f} s: {result.error}")
@@ -113,17 +123,28 @@ async def transcribe(
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    channel = await connect(settings)
+    spool = Spool(settings.spool)
+    try:
+        channel = await connect(settings)
+    except BaseException:
+        spool.close()
+        raise
     failures = 0
     try:
-        uplink = Uplink(settings, channel)
+        uplink = Uplink(settings, channel, spool)
+        for other in unfinished_elsewhere(spool, paths):
+            print(
+                f"voxrelay transcribe: the spool holds an unfinished session of {other.label} "
+                f"({other.pending} segment(s) waiting); transcribe it with the same --spool-dir to finish it",
+                file=stderr,
+            )
         for path in paths:
             observer = metrics.session(vad.vad) if metrics is not None else None
             if output_dir:
                 target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt])
                 with atomic_text(target) as f:
                     outcome = await transcribe_file(
-                        uplink, path, fmt=fmt, vad=vad, pace=pace, out=f, observer=observer
+                        uplink, path, fmt=fmt, vad=vad, pace=pace, out=f, observer=observer, replay_delivered=True
                     )
                 if not outcome.ok and outcome.segments == 0:
                     target.unlink(missing_ok=True)
@@ -151,6 +172,7 @@ async def transcribe(
         return 1
     finally:
         await channel.close()
+        spool.close()
     return 1 if failures else 0
 
 
@@ -168,9 +190,21 @@ async def listen(
 
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
-    channel = await connect(settings)
+    spool = Spool(settings.spool)
+    try:
+        channel = await connect(settings)
+    except BaseException:
+        spool.close()
+        raise
+    uplink = Uplink(settings, channel, spool)
     loop = asyncio.get_running_loop()
     try:
+        for interrupted in [s for s in spool.sessions() if s.source.startswith(MIC_PREFIX)]:
+            replayed = make_sink(fmt, stdout)
+            replayed.begin(interrupted.label)
+            async for result in replay_session(uplink, interrupted):
+                replayed.write(result)
+            replayed.end()
         with MicSource(device) as mic:
             print(f"listening on {mic.name}; Ctrl-C to stop", file=sys.stderr, flush=True)
 
@@ -183,9 +217,11 @@ async def listen(
                 loop.add_signal_handler(sig, stop)
             sink = make_sink(fmt, stdout)
             sink.begin(mic.name)
+            session_id = new_session_id("mic")
+            spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name}", label=mic.name)
             async for result in run_session(
-                Uplink(settings, channel),
-                new_session_id("mic"),
+                uplink,
+                session_id,
                 mic.blocks(),
                 vad,
                 on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
@@ -206,6 +242,7 @@ async def listen(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await channel.close()
+        spool.close()
     return 0
 
 

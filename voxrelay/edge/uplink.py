@@ -1,9 +1,16 @@
-"""The uplink: streams segments to the recognizer while they are spoken and matches results by id.
+"""The uplink: streams a session's segments to the recognizer, through the spool, across reconnects.
 
-One ``Stream`` call per session. Each segment is sent as start → audio chunks → end as soon as the
-segmenter produces them; the server acknowledges a segment once it has it all and answers with the
-final result, which is matched to the segment by its id (``<device>/<session>/<sequence>``, the
-idempotency key the server deduplicates on).
+A session is one ``Stream`` call at a time. Audio of the open segment is streamed while it is spoken;
+when the segment closes it is written to the spool (:mod:`voxrelay.edge.spool`) *before* its end is
+sent, and it leaves the spool only once its result has been handed to the sinks. When the stream
+breaks (server gone, network cut, server draining or busy), the uplink reconnects with exponential
+backoff and jitter (honouring the server's retry hint) and opens a new stream with the same session
+id, on which it resends every segment that has no result yet, in order, then the open segment's audio
+so far. The server answers a segment id it already recognised from its cache, so nothing is
+recognised twice; the edge drops results it has already delivered, so nothing reaches a sink twice.
+
+Segment ids are ``<device>/<session>/<sequence>``; the sequence comes from the segmenter, which is
+deterministic on a file, so a restarted edge that re-reads a file produces the same ids.
 """
 
 from __future__ import annotations
@@ -17,18 +24,48 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from voxrelay import __version__
+from voxrelay.edge import messages
+from voxrelay.edge.channel import (
+    Backoff,
+    UplinkError,
+    auth_metadata,
+    channel_options,
+    connect,
+    describe_rpc_error,
+)
 from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened
-from voxrelay.edge.results import SegmentResult, Word
-from voxrelay.errors import InvalidArgument, Unavailable, VoxrelayError
+from voxrelay.edge.results import SegmentResult
+from voxrelay.edge.spool import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_BYTES,
+    Dropped,
+    Spool,
+    SpooledSegment,
+    SpoolSettings,
+)
+from voxrelay.edge.streamcall import FINISHED, OpenSegment, Outstanding, Retry, SessionState, StreamCall, UplinkStats
+from voxrelay.errors import InvalidArgument
+from voxrelay.netaddr import is_loopback, split_host_port
 from voxrelay.protos import pb, pb_grpc
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "Uplink",
+    "UplinkError",
+    "UplinkSettings",
+    "channel_options",
+    "connect",
+    "describe_rpc_error",
+    "to_result",
+]
+
+to_result = messages.to_result
+
 
 @dataclass(frozen=True)
 class UplinkSettings:
-    """Where and how to send segments."""
+    """Where and how to send segments, how to authenticate, and how hard to try."""
 
     server: str
     device_id: str
@@ -41,256 +78,214 @@ class UplinkSettings:
     # Audio is sent in chunks of at most this many seconds (smaller at a segment's end).
     chunk_seconds: float = 0.1
     connect_timeout: float = 10.0
-    # A segment whose result has not arrived this long after its end fails the session.
+    # A segment whose result has not arrived this long after it was sent is resent on a new stream.
     result_timeout: float = 300.0
     keepalive_seconds: float = 30.0
     extra_options: tuple[tuple[str, int | str], ...] = field(default=())
+    # TLS: a CA bundle to trust (None with tls=True: the system's), a client certificate for mTLS.
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    auth_token_file: str | None = None
+    # Allow plaintext to a server that is not on this machine.
+    insecure: bool = False
+    # Store-and-forward: a spool directory (None: in memory, lost on exit) and its bounds.
+    spool_dir: str | None = None
+    spool_max_bytes: int = DEFAULT_MAX_BYTES
+    spool_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
+    # Reconnect with backoff for at most this long without progress before giving up.
+    max_outage_seconds: float = 300.0
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        if not self.server or ":" not in self.server:
+        host, _ = split_host_port(self.server)
+        if not self.server or ":" not in self.server or not host:
             raise InvalidArgument(f"server: {self.server!r} is not HOST:PORT")
         if not self.device_id:
             raise InvalidArgument("device_id: must not be empty")
         if not 0.01 <= self.chunk_seconds <= 2.0:
             raise InvalidArgument(f"chunk_seconds: {self.chunk_seconds} is out of range (0.01..2)")
-        if self.connect_timeout <= 0 or self.result_timeout <= 0:
+        if self.connect_timeout <= 0 or self.result_timeout <= 0 or self.max_outage_seconds <= 0:
             raise InvalidArgument("timeouts must be positive")
+        if not 0 < self.backoff_initial_seconds <= self.backoff_max_seconds:
+            raise InvalidArgument("backoff: the initial delay must be positive and at most the maximum")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("tls: --tls-cert and --tls-key go together (the client certificate and its key)")
+        if not self.uses_tls and not self.insecure and not is_loopback(host):
+            raise InvalidArgument(
+                f"server: refusing to send audio in plaintext to {host}, which is not this machine; "
+                "give --tls-ca (or --tls for the system's CAs), or --insecure on a trusted network"
+            )
+        SpoolSettings(self.spool_dir, self.spool_max_bytes, self.spool_max_age_seconds)  # validates
 
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca is not None or self.tls_cert is not None
 
-class UplinkError(VoxrelayError):
-    """The session with the recognizer failed; the message says how."""
-
-
-def describe_rpc_error(server: str, err: grpc.aio.AioRpcError) -> str:
-    code = err.code()
-    details = err.details() or ""
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return f"the recognizer at {server} is unavailable ({details}); is `voxrelay serve` running there?"
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"the recognizer at {server} did not answer in time ({details})"
-    return f"the recognizer at {server} refused the session: {code.name}: {details}"
-
-
-def channel_options(settings: UplinkSettings) -> list[tuple[str, int | str]]:
-    return [
-        ("grpc.keepalive_time_ms", int(settings.keepalive_seconds * 1000)),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.primary_user_agent", f"voxrelay-edge/{__version__}"),
-        *settings.extra_options,
-    ]
-
-
-async def connect(settings: UplinkSettings) -> grpc.aio.Channel:
-    """Open a channel and wait until it is ready (a clear error when the server is not there)."""
-    channel = grpc.aio.insecure_channel(settings.server, options=channel_options(settings))
-    try:
-        await asyncio.wait_for(channel.channel_ready(), settings.connect_timeout)
-    except asyncio.TimeoutError:
-        await channel.close()
-        raise Unavailable(
-            f"cannot reach the recognizer at {settings.server} within {settings.connect_timeout:g} s; "
-            "is `voxrelay serve` running there?"
-        ) from None
-    return channel
-
-
-def _session_config(settings: UplinkSettings, session_id: str) -> pb.SessionConfig:
-    return pb.SessionConfig(
-        device_id=settings.device_id,
-        session_id=session_id,
-        format=pb.AudioFormat(encoding=pb.LINEAR16, sample_rate_hz=16000, channels=1),
-        options=pb.RecognitionOptions(
-            language=settings.language or "",
-            model=settings.model or "",
-            beam_size=settings.beam_size,
-            word_timestamps=settings.word_timestamps,
-            initial_prompt=settings.initial_prompt or "",
-            hotwords=settings.hotwords or "",
-        ),
-        client=f"voxrelay-edge/{__version__}",
-    )
-
-
-def _vad_stats(event: SegmentClosed) -> pb.VadStats:
-    s = event.stats
-    return pb.VadStats(
-        vad=s.vad,
-        speech_ratio=s.speech_ratio,
-        mean_speech_probability=s.mean_speech_probability,
-        level_dbfs=s.level_dbfs,
-        clipping_ratio=s.clipping_ratio,
-        forced_split=s.forced_split,
-        pre_roll_seconds=s.pre_roll_seconds,
-        hangover_seconds=s.hangover_seconds,
-    )
-
-
-def to_result(msg: pb.RecognitionResult, sequence: int, latency: float, duplicate: bool) -> SegmentResult:
-    return SegmentResult(
-        segment_id=msg.segment_id,
-        sequence=sequence,
-        text=msg.text.strip(),
-        start=msg.start_seconds,
-        end=msg.end_seconds,
-        language=msg.language,
-        language_probability=msg.language_probability,
-        avg_logprob=msg.avg_logprob,
-        no_speech_prob=msg.no_speech_prob,
-        compression_ratio=msg.compression_ratio,
-        model=msg.model.name,
-        model_version=msg.model.version,
-        backend=msg.model.backend,
-        slot=msg.slot,
-        audio_seconds=msg.timings.audio_seconds,
-        queue_wait_seconds=msg.timings.queue_wait_seconds,
-        inference_seconds=msg.timings.inference_seconds,
-        latency_seconds=latency,
-        words=tuple(Word(w.word, w.start_seconds, w.end_seconds, w.probability) for w in msg.words),
-        duplicate=duplicate,
-    )
-
-
-@dataclass
-class _Pending:
-    sequence: int
-    offset: float
-    speech_end: float
-    closed_at: float | None = None
-    acked: bool = False
-    duplicate: bool = False
+    @property
+    def spool(self) -> SpoolSettings:
+        return SpoolSettings(self.spool_dir, self.spool_max_bytes, self.spool_max_age_seconds)
 
 
 class Uplink:
-    """Streams one session's segments and yields their results in order."""
+    """Streams sessions of segments through a spool; yields each segment's result exactly once."""
 
-    def __init__(self, settings: UplinkSettings, channel: grpc.aio.Channel) -> None:
+    def __init__(self, settings: UplinkSettings, channel: grpc.aio.Channel, spool: Spool | None = None) -> None:
         self.settings = settings
-        self._stub = pb_grpc.RecognizerStub(channel)
+        self.stub = pb_grpc.RecognizerStub(channel)
+        self.metadata = auth_metadata(settings)
+        self._owns_spool = spool is None
+        self.spool = spool if spool is not None else Spool(SpoolSettings(None, settings.spool_max_bytes))
         self.model: pb.ModelInfo | None = None
         self.sent_segments = 0
-        self.sent_bytes = 0
+        self.stats = UplinkStats()
+
+    @property
+    def sent_bytes(self) -> int:
+        """Audio bytes written to the server, resends included."""
+        return self.stats.sent_bytes
+
+    def close(self) -> None:
+        if self._owns_spool:
+            self.spool.close()
 
     def segment_id(self, session_id: str, sequence: int) -> str:
         return f"{self.settings.device_id}/{session_id}/{sequence}"
 
-    async def session(
-        self, session_id: str, events: AsyncIterator[SegmentEvent]
-    ) -> AsyncIterator[SegmentResult]:
-        """Send ``events`` as one session; yield each segment's result as it arrives."""
-        settings = self.settings
-        pending: dict[str, _Pending] = {}
-        call = self._stub.Stream(wait_for_ready=True)
-        sender = asyncio.create_task(
-            self._send(call, session_id, events, pending), name=f"uplink {session_id}"
-        )
+    async def session(self, session_id: str, events: AsyncIterator[SegmentEvent]) -> AsyncIterator[SegmentResult]:
+        """Send ``events`` as session ``session_id``; yield each segment's result once, as it arrives.
+
+        Segments of the session already in the spool (an interrupted run) are resent first; events of
+        segments the spool has seen before (sequence below its ``next_sequence``) are skipped.
+        """
+        spool = self.spool
+        spool.open_session(session_id)
+        record = spool.session(session_id)
+        state = SessionState(session_id, record.next_sequence if record else 0)
+        for segment in spool.pending(session_id):
+            state.outstanding[segment.segment_id] = Outstanding(segment, None)
+        consumer = asyncio.create_task(self._consume(state, events), name=f"uplink-events {session_id}")
+        runner = asyncio.create_task(self._run(state), name=f"uplink {session_id}")
         try:
             while True:
-                response = await self._next(call, pending)
-                if response is None:
+                item = await state.results.get()
+                if item is FINISHED:
                     break
-                kind = response.WhichOneof("message")
-                if kind == "accepted":
-                    self.model = response.accepted.model
-                elif kind == "ack":
-                    entry = pending.get(response.ack.segment_id)
-                    if entry is not None:
-                        entry.acked = True
-                        entry.duplicate = response.ack.duplicate
-                elif kind == "result":
-                    entry = pending.pop(response.result.segment_id, None)
-                    if entry is None:
-                        log.warning("result for an unknown segment %s ignored", response.result.segment_id)
-                        continue
-                    latency = time.perf_counter() - (entry.closed_at or time.perf_counter())
-                    yield to_result(response.result, entry.sequence, latency, entry.duplicate)
-                elif kind == "error":
-                    entry = pending.pop(response.error.segment_id, None)
-                    if entry is None:
-                        continue
-                    yield SegmentResult(
-                        segment_id=response.error.segment_id,
-                        sequence=entry.sequence,
-                        text="",
-                        start=entry.offset,
-                        end=entry.speech_end,
-                        error=f"{response.error.code}: {response.error.message}",
-                    )
-            await sender  # surfaces an error raised while reading the events
-        except grpc.aio.AioRpcError as err:
-            if sender.done() and not sender.cancelled() and sender.exception() is not None:
-                raise sender.exception() from None  # type: ignore[misc]
-            raise UplinkError(describe_rpc_error(settings.server, err)) from None
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, SegmentResult)
+                yield item
+                # The sinks have it now: only then does it leave the spool.
+                await asyncio.to_thread(spool.delivered, session_id, item)
+            await asyncio.to_thread(spool.finish_session, session_id)
         finally:
-            if not sender.done():
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
-            call.cancel()
+            for task in (consumer, runner):
+                task.cancel()
+            await asyncio.gather(consumer, runner, return_exceptions=True)
 
-    async def _send(
-        self,
-        call: grpc.aio.StreamStreamCall,
-        session_id: str,
-        events: AsyncIterator[SegmentEvent],
-        pending: dict[str, _Pending],
-    ) -> None:
+    # Events → open segment → spool.
+
+    async def _consume(self, state: SessionState, events: AsyncIterator[SegmentEvent]) -> None:
         try:
-            await call.write(pb.StreamRequest(config=_session_config(self.settings, session_id)))
-            chunk_bytes = int(self.settings.chunk_seconds * 16000) * 2
-            open_id: str | None = None
-            buffered = bytearray()
             async for event in events:
                 if isinstance(event, SegmentOpened):
-                    open_id = self.segment_id(session_id, event.sequence)
-                    pending[open_id] = _Pending(event.sequence, event.offset, event.offset)
-                    start = pb.SegmentStart(
-                        segment_id=open_id, sequence=event.sequence, offset_seconds=event.offset
-                    )
-                    await call.write(pb.StreamRequest(start=start))
+                    if event.sequence >= state.skip_below:
+                        segment_id = self.segment_id(state.session_id, event.sequence)
+                        state.open = OpenSegment(segment_id, event.sequence, event.offset)
+                elif state.open is None or state.open.sequence != event.sequence:
+                    pass  # a segment skipped because the spool has seen it before
                 elif isinstance(event, SegmentAudio):
-                    buffered += np.ascontiguousarray(event.samples, dtype="<i2").tobytes()
-                    while len(buffered) >= chunk_bytes:
-                        await self._write_audio(call, bytes(buffered[:chunk_bytes]))
-                        del buffered[:chunk_bytes]
+                    state.open.audio += np.ascontiguousarray(event.samples, dtype="<i2").tobytes()
                 elif isinstance(event, SegmentClosed):
-                    if open_id is None:
-                        raise RuntimeError("SegmentClosed without SegmentOpened")
-                    if buffered:
-                        await self._write_audio(call, bytes(buffered))
-                        buffered.clear()
-                    entry = pending[open_id]
-                    entry.speech_end = event.speech_end
-                    entry.closed_at = time.perf_counter()
-                    end = pb.SegmentEnd(segment_id=open_id, vad=_vad_stats(event))
-                    await call.write(pb.StreamRequest(end=end))
-                    self.sent_segments += 1
-                    open_id = None
-            await call.done_writing()
-        except BaseException:
-            call.cancel()  # unblocks the reader; the error surfaces from this task
+                    await self._close(state, event)
+                state.changed.set()
+            state.events_done = True
+            state.changed.set()
+        except asyncio.CancelledError:
             raise
+        except BaseException as err:  # handed to the consumer of the results, which raises it
+            state.results.put_nowait(err)
 
-    async def _write_audio(self, call: grpc.aio.StreamStreamCall, data: bytes) -> None:
-        await call.write(pb.StreamRequest(audio=pb.AudioChunk(audio=data)))
-        self.sent_bytes += len(data)
+    async def _close(self, state: SessionState, event: SegmentClosed) -> None:
+        opened = state.open
+        assert opened is not None
+        if not opened.audio:  # nothing to recognise
+            state.open = None
+            return
+        segment = SpooledSegment(
+            segment_id=opened.segment_id,
+            session_id=state.session_id,
+            sequence=opened.sequence,
+            offset=opened.offset,
+            end=event.end,
+            speech_end=event.speech_end,
+            vad=event.stats,
+            audio=bytes(opened.audio),
+            created=time.time(),  # wall clock: the spool's age bound must survive restarts
+        )
+        dropped = await asyncio.to_thread(self.spool.put, segment)
+        state.outstanding[segment.segment_id] = Outstanding(segment, time.perf_counter())
+        state.open = None
+        self.sent_segments += 1
+        for victim in dropped:
+            self._dropped(state, victim)
 
-    async def _next(
-        self, call: grpc.aio.StreamStreamCall, pending: dict[str, _Pending]
-    ) -> pb.StreamResponse | None:
-        """The next response, failing if a closed segment waits longer than result_timeout."""
-        timeout = self.settings.result_timeout
-        while True:
-            closed = [p.closed_at for p in pending.values() if p.closed_at is not None]
-            wait = None if not closed else max(0.0, min(closed) + timeout - time.perf_counter())
-            try:
-                response = await asyncio.wait_for(call.read(), wait)
-            except asyncio.TimeoutError:
-                raise UplinkError(
-                    f"no result from {self.settings.server} within {timeout:g} s of a segment's end"
-                ) from None
-            if response is grpc.aio.EOF:
-                if pending and any(p.closed_at is not None for p in pending.values()):
-                    raise UplinkError(f"the recognizer at {self.settings.server} closed the stream early")
-                return None
-            return response
+    def _dropped(self, state: SessionState, victim: Dropped) -> None:
+        log.warning("segment %s dropped from the spool: %s", victim.segment_id, victim.reason)
+        if state.outstanding.pop(victim.segment_id, None) is None:
+            return
+        state.results.put_nowait(
+            SegmentResult(
+                segment_id=victim.segment_id,
+                sequence=victim.sequence,
+                text="",
+                start=victim.offset,
+                end=victim.speech_end,
+                error=f"DROPPED: {victim.reason}",
+            )
+        )
+
+    # Connections: reconnect with backoff until every segment has its result.
+
+    async def _run(self, state: SessionState) -> None:
+        settings = self.settings
+        backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        progress = [time.monotonic()]
+
+        def made_progress() -> None:
+            backoff.reset()
+            progress[0] = time.monotonic()
+
+        try:
+            while True:
+                try:
+                    if await StreamCall(self).run(state, made_progress):
+                        state.results.put_nowait(FINISHED)
+                        return
+                    retry = Retry("the stream ended before every segment had its result")
+                except Retry as err:
+                    retry = err
+                self.stats.reconnects += 1
+                self.stats.refusals[retry.code] += 1
+                stalled = time.monotonic() - progress[0]
+                if stalled > settings.max_outage_seconds:
+                    kept = " (they stay in the spool for the next run)" if self.spool.persistent else ""
+                    raise UplinkError(
+                        f"gave up on the recognizer at {settings.server} after {stalled:.0f} s without progress: "
+                        f"{retry.why}; {len(state.outstanding)} segment(s) have no result{kept}"
+                    )
+                delay = backoff.next(retry.pushback)
+                log.warning(
+                    "stream to %s: %s; reconnecting in %.1f s (%d segment(s) to resend)",
+                    settings.server,
+                    retry.why,
+                    delay,
+                    len(state.outstanding),
+                )
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:
+            state.results.put_nowait(err)
