@@ -116,7 +116,7 @@ def test_a_transcription_fills_the_endpoint_and_the_metrics_file(
         MetricsExporter(cloud.registry, ExportSettings(port=0)) as endpoint,
         MetricsExporter(edge.registry, ExportSettings(textfile=str(metrics_file))),
     ):
-        status = asyncio.run(transcribe(files, uplink, vad=VadSettings(), stdout=out, metrics=edge))
+        status = asyncio.run(transcribe(files, uplink, vad=VadSettings(vad="webrtc"), stdout=out, metrics=edge))
         assert status == 0
         assert endpoint.port is not None
         scraped = scrape(endpoint.port)
@@ -278,7 +278,9 @@ def voxrelay(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
 @pytest.mark.slow
 def test_transcribe_metrics_file_from_the_command_line(server: Any, tmp_path: Path) -> None:
     target = tmp_path / "voxrelay.prom"
-    run = voxrelay("transcribe", "--server", server.address, "--metrics-file", str(target), str(SAMPLE))
+    run = voxrelay(
+        "transcribe", "--server", server.address, "--vad", "webrtc", "--metrics-file", str(target), str(SAMPLE)
+    )
     assert run.returncode == 0, run.stderr
     text = target.read_text()
     assert names(text) >= EDGE_NAMES

@@ -220,7 +220,13 @@ def _add_metrics_options(p: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=int,
         metavar="PORT",
-        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running (0 picks a free port)",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics while running (0 picks a free port)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics endpoint (default %(default)s; 0.0.0.0 for a remote Prometheus)",
     )
     p.add_argument(
         "--metrics-file",
@@ -235,7 +241,9 @@ def _edge_metrics(args: argparse.Namespace) -> Any:
     from voxrelay.edge.metrics import exported_edge_metrics
     from voxrelay.exposition import ExportSettings
 
-    return exported_edge_metrics(ExportSettings(port=args.metrics_port, textfile=args.metrics_file))
+    return exported_edge_metrics(
+        ExportSettings(port=args.metrics_port, host=args.metrics_host, textfile=args.metrics_file)
+    )
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:

@@ -98,6 +98,16 @@ async def evaluate(
         context=_context(manifest.path, settings, uplink_settings, model),
     )
     report["skipped"] = list(manifest.skipped)
+    report["latency"]["measured"] = (
+        "from a segment's close at the edge (the end of speech, after the segmenter's hangover) to its result "
+        "at the edge; "
+        + (
+            "files read as fast as possible and segments sent one at a time, so the edge queue (a wait "
+            "for the file's earlier segments that live audio does not have) is left out"
+            if settings.pace is None
+            else f"files read at {settings.pace:g} x real time, segments sent as they close"
+        )
+    )
     with atomic_text(Path(output)) as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
         f.write("\n")

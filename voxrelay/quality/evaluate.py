@@ -48,14 +48,20 @@ def e2e_texts(run: FileRun) -> list[str]:
     utterances = run.entry.utterances
     if len(utterances) == 1:
         return [" ".join(r.text for r in run.results if r.text)]
-    parts: list[list[str]] = [[] for _ in utterances]
-    for r in run.results:
+    # Whisper's words carry their own leading space ("600" then ",000"): within one result they are
+    # concatenated as they come; results are joined with a space.
+    parts: list[list[tuple[int, str]]] = [[] for _ in utterances]
+    for i, r in enumerate(run.results):
         if r.words:
             for w in r.words:
-                parts[_nearest(utterances, (w.start + w.end) / 2, run.duration)].append(w.word.strip())
+                parts[_nearest(utterances, (w.start + w.end) / 2, run.duration)].append((i, w.word))
         elif r.text:
-            parts[_nearest(utterances, (r.start + r.end) / 2, run.duration)].append(r.text)
-    return [" ".join(p) for p in parts]
+            parts[_nearest(utterances, (r.start + r.end) / 2, run.duration)].append((i, " " + r.text))
+    texts = []
+    for part in parts:
+        pieces = [text if k == 0 or part[k - 1][0] == i else " " + text for k, (i, text) in enumerate(part)]
+        texts.append(" ".join("".join(pieces).split()))
+    return texts
 
 
 def score_utterances(run: FileRun) -> list[UtteranceScore]:
@@ -98,12 +104,10 @@ def latency_summary(latencies: Sequence[Latency]) -> dict[str, Any]:
         "p95_s": percentile(totals, 95),
         "segments": len(totals),
         "stages": {
-            stage: {
-                "mean_s": float(np.mean(v)) if v else None,
-                "p95_s": percentile(v, 95),
-            }
+            stage: {"mean_s": float(np.mean(v)), "p95_s": percentile(v, 95)}
             for stage in STAGES
-            for v in [[lat.stages[stage] for lat in latencies]]
+            for v in [[lat.stages[stage] for lat in latencies if stage in lat.stages]]
+            if v
         },
     }
 

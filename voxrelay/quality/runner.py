@@ -83,9 +83,14 @@ class FileRun:
 
 
 class SegmentLog:
-    """A session observer that keeps the segments sent and each one's latency by stage."""
+    """A session observer that keeps the segments sent and each one's latency by stage.
 
-    def __init__(self) -> None:
+    ``edge_queue``: count the wait between the segmenter and the uplink. Off when files are read faster
+    than real time: segments then wait at the edge for the earlier ones, which live audio never does.
+    """
+
+    def __init__(self, edge_queue: bool = True) -> None:
+        self.count_edge_queue = edge_queue
         self.segments: list[Span] = []
         self.latencies: list[Latency] = []
         self._opened: dict[int, float] = {}
@@ -115,7 +120,9 @@ class SegmentLog:
         queued = self._edge_queue.pop(result.sequence, 0.0)
         if result.error is None and not result.duplicate:
             stages = stage_breakdown(result, queued)
-            self.latencies.append(Latency(stages["edge_queue"] + result.latency_seconds, stages))
+            if not self.count_edge_queue:
+                del stages["edge_queue"]
+            self.latencies.append(Latency(stages.get("edge_queue", 0.0) + result.latency_seconds, stages))
 
 
 def read_audio(entry: Entry) -> np.ndarray:
@@ -171,11 +178,20 @@ async def run_file(entry: Entry, uplink: Uplink, stub: pb_grpc.RecognizerStub, s
         alone = []
         for utterance in entry.utterances:
             alone.append(await recognize_alone(stub, audio, utterance, uplink.settings, settings.recognize_timeout))
-        log = SegmentLog()
+        log = SegmentLog(edge_queue=settings.pace is not None)
         source = WavSource(str(entry.path), pace=settings.pace)
         results = [
             r
-            async for r in run_session(uplink, new_session_id(entry.name), source.blocks(), settings.vad, observer=log)
+            async for r in run_session(
+                uplink,
+                new_session_id(entry.name),
+                source.blocks(),
+                settings.vad,
+                # Read faster than real time, a file's segments are sent one at a time, so that each
+                # one's latency is its own rather than the wait behind the file's earlier segments.
+                window=1 if settings.pace is None else None,
+                observer=log,
+            )
         ]
     except AudioError as err:
         return FileRun(entry, error=err.message)
