@@ -23,7 +23,15 @@ from typing import TextIO
 from voxrelay.edge.agent import VadSettings, run_session
 from voxrelay.edge.batch_inputs import BatchInput, find_inputs
 from voxrelay.edge.batch_progress import PREFIX, Reporter, hours, make_reporter
-from voxrelay.edge.batch_summary import BATCH_SUFFIXES, BatchMetrics, FileRecord, Summary, file_stats, write_output
+from voxrelay.edge.batch_summary import (
+    BATCH_SUFFIXES,
+    SUMMARY_NAME,
+    BatchMetrics,
+    FileRecord,
+    Summary,
+    file_stats,
+    write_output,
+)
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.sinks import FORMATS
 from voxrelay.edge.sources import WavSource
@@ -31,8 +39,9 @@ from voxrelay.edge.transcribe import new_session_id
 from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
-# Files in flight at once. Measured with the embedded tiny.en on 2 cores (scripts/bench_batch.py):
-# 4 keeps both inference workers fed while the next file's first segment is being cut.
+# Files in flight at once. With the embedded tiny.en on 2 cores (two inference workers), 2, 4 and 8
+# measured alike within the noise of a shared machine, and 1 far slower (scripts/bench_batch.py); 4 keeps
+# both workers fed while short files come and go. Against a server with more workers, raise --jobs.
 DEFAULT_JOBS = 4
 # Segments of one file sent ahead of their results: enough to keep a worker busy, few enough that a
 # long file cannot flood the recognizer's queue (its last segment would wait past the result timeout).
@@ -112,6 +121,11 @@ def plan_batch(inputs: Sequence[str], settings: BatchSettings) -> BatchPlan:
             plan.decided.append(index)
             continue
         output = item.output(output_dir, settings.suffix)
+        if output == plan.summary.path:
+            problem = f"{item.label}: its output would replace the batch's {SUMMARY_NAME}; rename the file"
+            plan.summary.add(index, FileRecord(item.label, "failed", error=problem))
+            plan.decided.append(index)
+            continue
         if output.exists() and not settings.overwrite:
             plan.summary.add(index, FileRecord(item.label, "skipped", output=str(output)))
             plan.decided.append(index)
