@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor, Transcript
 from voxrelay.cloud.engine import Recognition
@@ -10,10 +12,18 @@ from voxrelay.errors import InvalidArgument
 from voxrelay.protos import pb
 
 
+def _enum_name(enum: Any, value: int) -> str:
+    """The name of an enum value; proto3 enums are open, so an unknown number arrives as itself."""
+    try:
+        return str(enum.Name(value))
+    except ValueError:
+        return f"{value} (unknown)"
+
+
 def wire_format(field: str, fmt: pb.AudioFormat, settings: ServerSettings) -> WireFormat:
     return WireFormat.validate(
         field,
-        pb.AudioEncoding.Name(fmt.encoding),
+        _enum_name(pb.AudioEncoding, fmt.encoding),
         fmt.sample_rate_hz,
         fmt.channels,
         settings.min_sample_rate_hz,
@@ -35,6 +45,10 @@ def decode_options(
         )
     if options.beam_size > 10:
         raise InvalidArgument(f"{field}.beam_size: {options.beam_size} is out of range (1..10; 0 = default)")
+    if options.task not in (pb.TASK_UNSPECIFIED, pb.TRANSCRIBE, pb.TRANSLATE):
+        raise InvalidArgument(
+            f"{field}.task: {_enum_name(pb.Task, options.task)} is not a task (TRANSCRIBE or TRANSLATE)"
+        )
     if options.task == pb.TRANSLATE and not model.multilingual:
         raise InvalidArgument(
             f"{field}.task: TRANSLATE needs a multilingual model; {model.name} is English-only"
