@@ -237,6 +237,37 @@ def test_random_streams_keep_every_invariant_and_cover_all_confirmed_speech() ->
                 assert covered.issuperset(range(i, i + 3)), i
 
 
+def merged(actions: list[Action]) -> list[Action]:
+    """``actions`` with each run of consecutive Emits reduced to its last."""
+    out: list[Action] = []
+    for action in actions:
+        if out and isinstance(action, Emit) and isinstance(out[-1], Emit):
+            out[-1] = action
+        else:
+            out.append(action)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 16, 33, 1000])
+def test_process_many_is_process_frame_after_frame_with_the_emits_merged(chunk: int) -> None:
+    rng = random.Random(chunk)
+    settings = dataclasses.replace(TENTH, max_segment_seconds=2.0, split_search_seconds=0.6)
+    for _ in range(40):
+        flags: list[bool] = []
+        while len(flags) < 400:
+            flags += [rng.random() < 0.6] * rng.choice([1, 1, 2, 3, 5, 8, 20, 40])
+        energies = [rng.uniform(0.3, 1.0) if s else rng.uniform(0.0, 0.2) for s in flags]
+        one, many = Segmenter(settings), Segmenter(settings)
+        for start in range(0, len(flags), chunk):
+            expected: list[Action] = []
+            for speech, energy in zip(flags[start : start + chunk], energies[start : start + chunk], strict=True):
+                expected += one.process(speech, energy)
+            got = many.process_many(flags[start : start + chunk], energies[start : start + chunk])
+            assert got == merged(expected)
+            assert (many.frame, many.retain_from, many.is_open) == (one.frame, one.retain_from, one.is_open)
+        assert many.flush() == one.flush()
+
+
 # -- settings -------------------------------------------------------------------------------------
 
 

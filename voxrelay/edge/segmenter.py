@@ -18,12 +18,17 @@ segment is streamed *while* it is being spoken:
   as the next segment: nothing is lost or sent twice.
 
 Frame ``i`` covers audio ``[i, i + 1)`` in frame units; every ``*_frame`` bound below is exclusive at the end.
+
+:meth:`Segmenter.process` takes one frame; :meth:`Segmenter.process_many` takes a block of frames and
+answers with the same actions, except that consecutive :class:`Emit` s are merged into the last one
+(one per segment per block), and passes over idle silence and plain speech without building any.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voxrelay.errors import InvalidArgument
@@ -190,11 +195,47 @@ class Segmenter:
 
     def process(self, is_speech: bool, energy: float) -> list[Action]:
         """Take the next frame's verdict and energy (any non-negative measure, e.g. mean square)."""
+        return self._step(bool(is_speech), float(energy))
+
+    def process_many(self, speech: Sequence[bool], energies: Sequence[float]) -> list[Action]:
+        """Take the verdicts and energies of the next frames; the actions of :meth:`process` frame after
+        frame, with each run of consecutive :class:`Emit` s merged into its last one."""
+        actions: list[Action] = []
+        hangover, longest, min_speech = self._hangover, self._max, self._min_speech
+        frame, append = self._frame, self._held.append
+        for is_speech, energy in zip(speech, energies, strict=True):
+            if self._open:
+                following = frame + 1
+                speech_end = following if is_speech else self._speech_end
+                if following - speech_end < hangover and following - self._start < longest:
+                    # Neither a close nor a split: what process() does but the emit, which can wait (the
+                    # horizon only moves forward, and nothing looks at it before the catch-up below).
+                    frame, self._speech_end = following, speech_end
+                    append((bool(is_speech), float(energy)))
+                    continue
+                self._frame = frame
+                _merge(actions, self._emit_available())
+            elif not is_speech:
+                frame += 1
+                self._run_start = None
+                continue
+            elif self._run_start is not None and frame + 1 - self._run_start < min_speech:
+                frame += 1
+                continue
+            self._frame = frame
+            _merge(actions, self._step(bool(is_speech), float(energy)))
+            frame, append = self._frame, self._held.append
+        self._frame = frame
+        if self._open:
+            _merge(actions, self._emit_available())
+        return actions
+
+    def _step(self, is_speech: bool, energy: float) -> list[Action]:
         n = self._frame
         self._frame += 1
         if not self._open:
-            return self._idle(n, bool(is_speech))
-        self._held.append((bool(is_speech), float(energy)))
+            return self._idle(n, is_speech)
+        self._held.append((is_speech, energy))
         if is_speech:
             self._speech_end = n + 1
         if self._frame - self._speech_end >= self._hangover:
@@ -274,6 +315,15 @@ class Segmenter:
         self._held = deque(rest)
         actions += self._open_at(cut, cut + speech_after[0], speech_end=cut + speech_after[-1] + 1)
         return actions
+
+
+def _merge(actions: list[Action], more: list[Action]) -> None:
+    """Append ``more`` to ``actions``, an :class:`Emit` replacing an :class:`Emit` just before it."""
+    for action in more:
+        if actions and isinstance(action, Emit) and isinstance(actions[-1], Emit):
+            actions[-1] = action
+        else:
+            actions.append(action)
 
 
 def _quietest(energies: list[float], half: int) -> int:
