@@ -13,6 +13,7 @@ import pytest
 from voxrelay.edge.events import AudioBlock, SegmentAudio, SegmentClosed, SegmentOpened
 from voxrelay.edge.segmenter import Action, Close, Emit, Open, Segmenter, SegmenterSettings
 from voxrelay.edge.segments import SpeechSegmenter
+from voxrelay.edge.vad import WebRtcVad
 from voxrelay.errors import InvalidArgument
 
 # 0.1 s frames keep the arithmetic readable: pre-roll 2 frames, onset 3, hangover 5, post-roll 2,
@@ -368,7 +369,9 @@ def collect(events: list) -> list[tuple[int, float, float, np.ndarray, SegmentCl
     return out
 
 
-SETTINGS = SegmenterSettings(pre_roll_seconds=0.3, hangover_seconds=1.0, post_roll_seconds=0.3, max_segment_seconds=10.0)
+SETTINGS = SegmenterSettings(
+    pre_roll_seconds=0.3, hangover_seconds=1.0, post_roll_seconds=0.3, max_segment_seconds=10.0
+)
 
 
 def test_segment_audio_is_exactly_the_source_between_offset_and_end() -> None:
@@ -478,3 +481,41 @@ def test_a_block_must_hold_int16_samples() -> None:
     segmenter = SpeechSegmenter(LevelVad())
     with pytest.raises(InvalidArgument, match="int16"):
         segmenter.feed(AudioBlock(np.zeros(480, dtype=np.float32), 0.0))
+
+
+class BatchLevelVad(LevelVad):
+    """LevelVad with the batch call of the Vad protocol (what the real detectors have)."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def speech_probabilities(self, frames: np.ndarray) -> np.ndarray:
+        assert frames.ndim == 2 and frames.shape[1] == self.frame_samples and frames.dtype == np.int16
+        self.calls.append(frames.shape[0])
+        return np.array([self.speech_probability(frame) for frame in frames])
+
+
+@pytest.mark.parametrize("block", [1, 37, 320, 480, 1000, 8000, 16000, 100000])
+@pytest.mark.parametrize("make", [BatchLevelVad, WebRtcVad], ids=["level", "webrtc"])
+def test_a_batch_vad_gives_the_same_segments_at_any_block_size(block: int, make: type) -> None:
+    audio = bursts(PLAN)
+    reference = collect(feed(audio, 480, SpeechSegmenter(make(), SETTINGS)))
+    events = feed(audio, block, SpeechSegmenter(make(), SETTINGS))
+    got = collect(events)
+    assert [s[0] for s in got] == [0, 1]
+    assert [(s, o, e) for s, o, e, _, _ in got] == [(s, o, e) for s, o, e, _, _ in reference]
+    for (*_, a, ca), (*_, b, cb) in zip(got, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert ca.stats == cb.stats
+
+
+def test_a_block_is_classified_in_one_call_and_sends_one_chunk_per_segment() -> None:
+    audio = bursts(PLAN)
+    vad = BatchLevelVad()
+    segmenter = SpeechSegmenter(vad, SETTINGS)
+    for i in range(0, audio.shape[0], 16000):
+        events = segmenter.feed(AudioBlock(audio[i : i + 16000], i / 16000))
+        chunks = [e.sequence for e in events if isinstance(e, SegmentAudio)]
+        assert len(chunks) == len(set(chunks))  # at most one SegmentAudio per segment and block
+    # 16000 samples are 33 frames and a third; the pending third completes a frame every third block.
+    assert vad.calls[:4] == [33, 33, 34, 33]

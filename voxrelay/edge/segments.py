@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +24,14 @@ from voxrelay.edge.events import (
     VadSummary,
 )
 from voxrelay.edge.segmenter import Close, Emit, Open, Segmenter, SegmenterSettings
-from voxrelay.edge.vad import Vad
+from voxrelay.edge.vad import Vad, frame_probabilities
 from voxrelay.errors import InvalidArgument
 
 _SILENCE_DBFS = -120.0
 """The level reported for digital silence."""
+
+_CLIPPED = 32767
+"""A sample at or beyond this magnitude counts as clipped."""
 
 
 @dataclass(frozen=True)
@@ -58,32 +60,95 @@ class _Counters:
 
 
 @dataclass
-class _Frame:
-    samples: np.ndarray
-    probability: float
-    is_speech: bool
-    square_sum: float  # of the samples as fractions of full scale
-    clipped: int  # samples at full scale
-
-
-@dataclass
 class _Accumulator:
     """What the VAD saw in the open segment so far."""
 
     frames: int = 0
     speech_frames: int = 0
     probability_sum: float = 0.0
-    square_sum: float = 0.0
+    square_sum: float = 0.0  # of the int16 samples (an exact integer)
     clipped: int = 0
     samples: int = 0
 
-    def add(self, frame: _Frame) -> None:
-        self.frames += 1
-        self.speech_frames += frame.is_speech
-        self.probability_sum += frame.probability
-        self.square_sum += frame.square_sum
-        self.clipped += frame.clipped
-        self.samples += frame.samples.shape[0]
+
+class _Retained:
+    """Frames ``first .. end`` of the stream: their audio and VAD figures, in contiguous arrays.
+
+    Rows are appended a block at a time and dropped from the front; the arrays are compacted or grown
+    when the end reaches their capacity (amortised: each row is copied a bounded number of times).
+    """
+
+    def __init__(self, frame_samples: int, capacity: int = 64) -> None:
+        self.frame_samples = frame_samples
+        self.first = 0  # stream index of the oldest retained frame
+        self.count = 0
+        self._row = 0  # array row of frame ``first``
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        self.audio = np.zeros((capacity, self.frame_samples), dtype=np.int16)
+        self.probability = np.zeros(capacity, dtype=np.float64)
+        self.speech = np.zeros(capacity, dtype=bool)
+        self.square = np.zeros(capacity, dtype=np.float64)  # sums of squared int16 samples (exact integers)
+        self.clipped = np.zeros(capacity, dtype=np.int64)
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return self.audio, self.probability, self.speech, self.square, self.clipped
+
+    @property
+    def end(self) -> int:
+        return self.first + self.count
+
+    def append(
+        self, audio: np.ndarray, probability: np.ndarray, speech: np.ndarray, square: np.ndarray, clipped: np.ndarray
+    ) -> None:
+        n = audio.shape[0]
+        capacity = self.audio.shape[0]
+        if self._row + self.count + n > capacity:
+            live = self._rows(self.first, self.end)
+            kept = [column[live].copy() for column in self._columns()]
+            if self.count + n > capacity // 2:
+                self._allocate(max(2 * capacity, self.count + n))
+            for column, values in zip(self._columns(), kept, strict=True):
+                column[: self.count] = values
+            self._row = 0
+        rows = slice(self._row + self.count, self._row + self.count + n)
+        self.audio[rows] = audio
+        self.probability[rows] = probability
+        self.speech[rows] = speech
+        self.square[rows] = square
+        self.clipped[rows] = clipped
+        self.count += n
+
+    def drop_before(self, frame: int) -> None:
+        k = min(max(0, frame - self.first), self.count)
+        self._row += k
+        self.first += k
+        self.count -= k
+
+    def _rows(self, start: int, stop: int) -> slice:
+        """The array rows of frames ``start .. stop`` (which must be retained)."""
+        if start < self.first or stop > self.end:
+            raise AssertionError(f"frames {start}..{stop} are not retained (kept: {self.first}..{self.end})")
+        return slice(self._row + start - self.first, self._row + stop - self.first)
+
+    def take(self, start: int, stop: int, acc: _Accumulator, short: int) -> np.ndarray:
+        """A copy of the samples of frames ``start .. stop`` (the last one ``short`` samples shorter);
+        adds their figures to ``acc``."""
+        rows = self._rows(start, stop)
+        samples = self.audio[rows].reshape(-1)
+        if short:
+            samples = samples[: samples.shape[0] - short]
+        acc.frames += stop - start
+        acc.speech_frames += int(np.count_nonzero(self.speech[rows]))
+        total = acc.probability_sum
+        for p in self.probability[rows].tolist():  # in frame order: the sum does not depend on the blocks
+            total += p
+        acc.probability_sum = total
+        acc.square_sum += float(self.square[rows].sum())
+        acc.clipped += int(self.clipped[rows].sum())
+        acc.samples += samples.shape[0]
+        return samples.copy()
 
 
 class SpeechSegmenter:
@@ -104,6 +169,7 @@ class SpeechSegmenter:
         )
         self._frame_seconds = self.settings.frame_seconds
         self._next_sequence = 0
+        self._scratch = np.empty((0, self._frame_samples), dtype=np.float64)  # the frames as float64, reused
         self._counters = _Counters()
         self._stats = SegmenterStats()
         self._start_stream()
@@ -112,8 +178,7 @@ class SpeechSegmenter:
         self._segmenter = Segmenter(self.settings)
         self._origin: float | None = None  # source time of the stream's first sample
         self._pending = np.zeros(0, dtype=np.int16)  # samples short of a whole frame
-        self._frames: deque[_Frame] = deque()  # audio kept for the segmenter, frame self._first onwards
-        self._first = 0
+        self._frames = _Retained(self._frame_samples)  # audio kept for the segmenter
         self._sequence = -1  # of the open segment
         self._onset = 0
         self._acc = _Accumulator()
@@ -131,10 +196,14 @@ class SpeechSegmenter:
     @property
     def buffered_seconds(self) -> float:
         """Audio held in memory: the pre-roll while idle, the held-back window while a segment is open."""
-        return (len(self._frames) * self._frame_samples + self._pending.shape[0]) / SAMPLE_RATE
+        return (self._frames.count * self._frame_samples + self._pending.shape[0]) / SAMPLE_RATE
 
     def feed(self, block: AudioBlock) -> list[SegmentEvent]:
-        """Take the next block of the stream; returns the events it completes."""
+        """Take the next block of the stream; returns the events it completes.
+
+        The block's whole frames are classified and segmented together; the audio of a segment that the
+        block extends comes as one :class:`SegmentAudio` (per segment and block).
+        """
         samples = block.samples
         if not isinstance(samples, np.ndarray) or samples.dtype != np.int16 or samples.ndim != 1:
             raise InvalidArgument("an AudioBlock must hold a 1-D numpy int16 array of 16 kHz mono samples")
@@ -142,11 +211,10 @@ class SpeechSegmenter:
             self._origin = float(block.start) - self._pending.shape[0] / SAMPLE_RATE
         self._counters.audio_samples += samples.shape[0]
         data = np.concatenate([self._pending, samples]) if self._pending.shape[0] else samples
-        whole = data.shape[0] // self._frame_samples * self._frame_samples
-        events: list[SegmentEvent] = []
-        for i in range(0, whole, self._frame_samples):
-            events += self._process(data[i : i + self._frame_samples].copy(), self._frame_samples)
-        self._pending = data[whole:].copy()
+        size = self._frame_samples
+        whole = data.shape[0] // size
+        events = self._process(data[: whole * size].reshape(whole, size), size) if whole else []
+        self._pending = data[whole * size :].copy()
         self._publish()
         return events
 
@@ -155,8 +223,8 @@ class SpeechSegmenter:
         events: list[SegmentEvent] = []
         if self._pending.shape[0]:
             length = self._pending.shape[0]
-            frame = np.zeros(self._frame_samples, dtype=np.int16)
-            frame[:length] = self._pending
+            frame = np.zeros((1, self._frame_samples), dtype=np.int16)
+            frame[0, :length] = self._pending
             events += self._process(frame, length)
         events += self._apply(self._segmenter.flush())
         self.vad.reset()
@@ -166,25 +234,29 @@ class SpeechSegmenter:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _process(self, frame: np.ndarray, length: int) -> list[SegmentEvent]:
-        probability = float(self.vad.speech_probability(frame))
-        is_speech = probability >= self.vad.threshold
-        samples = frame[:length]
-        x = samples.astype(np.float64)
-        square_sum = float(np.dot(x, x)) / 32768.0**2
-        clipped = 0
-        if samples.max() >= 32767 or samples.min() <= -32767:
-            clipped = int(np.count_nonzero((samples >= 32767) | (samples <= -32767)))
-        self._frames.append(_Frame(samples, probability, is_speech, square_sum, clipped))
-        energy = square_sum / length
-        self._last_samples = length
-        self._counters.frames += 1
-        self._counters.speech_frames += is_speech
-        events = self._apply(self._segmenter.process(is_speech, energy))
-        retain = self._segmenter.retain_from
-        while self._first < retain and self._frames:
-            self._frames.popleft()
-            self._first += 1
+    def _process(self, frames: np.ndarray, last_length: int) -> list[SegmentEvent]:
+        """Classify and segment consecutive whole ``frames`` (the last one holds ``last_length`` samples)."""
+        n = frames.shape[0]
+        probability = frame_probabilities(self.vad, frames)
+        speech = probability >= self.vad.threshold
+        if self._scratch.shape[0] < n:
+            self._scratch = np.empty((n, self._frame_samples), dtype=np.float64)
+        x = self._scratch[:n]
+        np.copyto(x, frames)
+        square = np.matmul(x[:, np.newaxis, :], x[:, :, np.newaxis]).reshape(n)  # exact: integers below 2**53
+        if square.max() >= _CLIPPED**2:  # some frame may hold a sample at full scale
+            clipped = np.count_nonzero((frames >= _CLIPPED) | (frames <= -_CLIPPED), axis=1)
+        else:
+            clipped = np.zeros(n, dtype=np.int64)
+        self._frames.append(frames, probability, speech, square, clipped)
+        energy = np.divide(square, 32768.0**2 * self._frame_samples)  # mean square, in fractions of full scale
+        if last_length != self._frame_samples:
+            energy[-1] = square[-1] / 32768.0**2 / last_length
+        self._last_samples = last_length
+        self._counters.frames += frames.shape[0]
+        self._counters.speech_frames += int(np.count_nonzero(speech))
+        events = self._apply(self._segmenter.process_many(speech.tolist(), energy.tolist()))
+        self._frames.drop_before(self._segmenter.retain_from)
         return events
 
     def _time(self, frame_index: int) -> float:
@@ -206,29 +278,21 @@ class SpeechSegmenter:
                 self._segment_start = action.start_frame
                 events.append(SegmentOpened(self._sequence, self._time(action.start_frame)))
             elif isinstance(action, Emit):
-                chunk = self._take(self._emitted, action.up_to_frame)
-                self._emitted = action.up_to_frame
+                stop = action.up_to_frame
+                short = self._frame_samples - self._last_samples if stop == self._segmenter.frame else 0
+                chunk = self._frames.take(self._emitted, stop, self._acc, short)
+                self._emitted = stop
                 if chunk.shape[0]:
                     events.append(SegmentAudio(self._sequence, chunk))
             else:
                 events.append(self._closed(action))
         return events
 
-    def _take(self, start: int, stop: int) -> np.ndarray:
-        """The samples of frames ``start .. stop``; adds them to the open segment's summary."""
-        if start < self._first:
-            raise AssertionError(f"frame {start} was dropped before it was emitted (kept from {self._first})")
-        parts = []
-        for i in range(start - self._first, stop - self._first):
-            frame = self._frames[i]
-            self._acc.add(frame)
-            parts.append(frame.samples)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-
     def _closed(self, action: Close) -> SegmentClosed:
         acc = self._acc
         frames = max(acc.frames, 1)
-        level = 10.0 * math.log10(acc.square_sum / acc.samples) if acc.samples and acc.square_sum > 0 else _SILENCE_DBFS
+        square = acc.square_sum / 32768.0**2  # in squared fractions of full scale
+        level = 10.0 * math.log10(square / acc.samples) if acc.samples and square > 0 else _SILENCE_DBFS
         end = self._time(action.end_frame)
         speech_end = self._time(action.speech_end_frame)
         start = self._time(self._segment_start)
