@@ -72,10 +72,10 @@ def baseline(server: ServerThread, talk: Path) -> dict[int, str]:
 class Edge:
     """``voxrelay transcribe`` as a process, its stdout lines collected (with arrival times) by a thread."""
 
-    def __init__(self, server: str, spool: Path, talk: Path) -> None:
+    def __init__(self, server: str, spool: Path, talk: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "voxrelay", "transcribe", "--server", server),
+                *(sys.executable, "-m", "voxrelay", "transcribe", "--server", server, *extra),
                 *("--pace", PACE, "--spool-dir", str(spool), "--format", "json", str(talk)),
             ],
             stdout=subprocess.PIPE,
@@ -255,7 +255,8 @@ def proxy(server: ServerThread) -> Iterator[TcpProxy]:
 
 
 def test_connection_cut_for_ten_seconds(proxy: TcpProxy, talk: Path, baseline: dict[int, str], tmp_path: Path) -> None:
-    edge = Edge(f"127.0.0.1:{proxy.port}", tmp_path / "spool", talk)
+    metrics = tmp_path / "edge.prom"
+    edge = Edge(f"127.0.0.1:{proxy.port}", tmp_path / "spool", talk, "--metrics-file", str(metrics))
     edge.wait_for_lines(1)
     proxy.cut(10.0)
     code, stderr = edge.finish()
@@ -263,6 +264,9 @@ def test_connection_cut_for_ten_seconds(proxy: TcpProxy, talk: Path, baseline: d
     assert proxy.cuts >= 2, "the cut did not break a live connection"
     assert "Traceback" not in stderr and "reconnecting" in stderr, stderr
     assert_exactly_once(edge.lines, baseline)
+    samples = {line.split()[0]: float(line.split()[1]) for line in metrics.read_text().splitlines() if line[:1] != "#"}
+    assert samples["voxrelay_edge_reconnects_total"] >= 1
+    assert samples["voxrelay_edge_spool_segments"] == 0 and samples["voxrelay_edge_spool_dropped_segments_total"] == 0
 
 
 def test_edge_killed_and_restarted_with_the_same_spool(
@@ -288,4 +292,3 @@ def test_edge_killed_and_restarted_with_the_same_spool(
 
     with Spool(SpoolSettings(str(spool))) as left:
         assert left.sessions() == [] and left.depth == 0
-

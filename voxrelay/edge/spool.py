@@ -159,6 +159,8 @@ class Spool:
         self._lock_file: IO[str] | None = None
         self.dropped_segments = 0
         self.dropped_bytes = 0
+        self._closed = False
+        self._final: tuple[int, int, float | None] = (0, 0, None)
         if self.settings.directory is None:
             path = ":memory:"
         else:
@@ -182,6 +184,10 @@ class Spool:
     @property
     def persistent(self) -> bool:
         return self.settings.directory is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # Sessions.
 
@@ -328,22 +334,26 @@ class Spool:
 
     # Observation (read by metrics and the CLI).
 
+    def _gauges(self) -> tuple[int, int, float | None]:
+        if self._closed:
+            return self._final
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created) FROM segments").fetchone()
+        return int(row[0]), int(row[1]), row[2]
+
     @property
     def depth(self) -> int:
-        """Segments waiting for a result."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+        """Segments waiting for a result (when closed: at closing)."""
+        return self._gauges()[0]
 
     @property
     def pending_bytes(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments").fetchone()[0])
+        return self._gauges()[1]
 
     @property
     def oldest_age_seconds(self) -> float:
         """Age of the oldest waiting segment (0 when empty)."""
-        with self._lock:
-            oldest = self._db.execute("SELECT MIN(created) FROM segments").fetchone()[0]
+        oldest = self._gauges()[2]
         return 0.0 if oldest is None else max(0.0, _now() - oldest)
 
     # Lifetime.
@@ -359,7 +369,11 @@ class Spool:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._final = self._gauges()
         with self._lock:
+            self._closed = True
             self._db.close()
         self._release()
 

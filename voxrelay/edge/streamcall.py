@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from voxrelay.edge.uplink import Uplink
 
 RESEND_CHUNK_BYTES = 32_000  # one second per message when resending a whole segment
+# Segments resent ahead of the server's ack: a busy server refuses one, not a whole backlog sent at once.
+RESEND_WINDOW = 2
 
 
 @dataclass
@@ -67,6 +69,7 @@ class _Connection:
     """What has been sent on the current Stream call."""
 
     sent: set[str] = field(default_factory=set)
+    acked: set[str] = field(default_factory=set)
     sent_at: dict[str, float] = field(default_factory=dict)
     open_id: str | None = None  # a segment started on this call but not ended
     open_bytes: int = 0
@@ -151,7 +154,9 @@ class StreamCall:
             retryable, pushback = retry_hint(err)
             if not retryable:
                 raise UplinkError(describe_rpc_error(settings.server, err)) from None
-            raise Retry(f"{err.code().name}: {err.details()}", pushback, err.code().name) from None
+            # A retryable INTERNAL is the transport's (see retry_hint), counted apart from the server's refusals.
+            code = "INTERNAL_TRANSPORT" if err.code() == grpc.StatusCode.INTERNAL else err.code().name
+            raise Retry(f"{err.code().name}: {err.details()}", pushback, code) from None
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -162,6 +167,8 @@ class StreamCall:
     ) -> None:
         kind = response.WhichOneof("message")
         if kind == "ack":
+            conn.acked.add(response.ack.segment_id)
+            state.changed.set()  # the writer may resend the next segment
             entry = state.outstanding.get(response.ack.segment_id)
             if entry is not None:
                 entry.duplicate = response.ack.duplicate
@@ -248,6 +255,8 @@ class StreamCall:
         for segment_id, entry in list(state.outstanding.items()):
             if segment_id in conn.sent or segment_id not in state.outstanding:
                 continue
+            if len(conn.sent - conn.acked) >= RESEND_WINDOW:
+                return  # resend more once the server has taken these (and start nothing new before)
             if entry.sends or entry.closed_at is None:
                 self.stats.resent_segments += 1
             entry.sends += 1

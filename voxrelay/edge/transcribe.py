@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from voxrelay.edge.agent import VadSettings, run_session
+from voxrelay.edge.link_metrics import watch_link
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
@@ -132,6 +133,8 @@ async def transcribe(
     failures = 0
     try:
         uplink = Uplink(settings, channel, spool)
+        if metrics is not None:
+            watch_link(metrics.registry, spool, uplink.stats)
         for other in unfinished_elsewhere(spool, paths):
             print(
                 f"voxrelay transcribe: the spool holds an unfinished session of {other.label} "
@@ -197,6 +200,8 @@ async def listen(
         spool.close()
         raise
     uplink = Uplink(settings, channel, spool)
+    if metrics is not None:
+        watch_link(metrics.registry, spool, uplink.stats)
     loop = asyncio.get_running_loop()
     try:
         for interrupted in [s for s in spool.sessions() if s.source.startswith(MIC_PREFIX)]:
