@@ -6,7 +6,7 @@ beam (5), it prints for each contender: model load time, transcription wall time
 seconds / transcription wall seconds) and corpus WER (Whisper's English normaliser).
 
 - ``voxrelay batch``: the batch runner (plan_batch + run_batch, what the CLI runs) against the embedded
-  recognizer, int8, its default jobs and inference workers; outputs as JSON documents.
+  recognizer, int8, its default VAD, jobs and inference workers; outputs as JSON documents.
 - faster-whisper: ``WhisperModel.transcribe(path, beam_size=5, vad_filter=True)`` file by file, int8.
 - openai-whisper: ``transcribe(audio, beam_size=5, best_of=5, fp16=False)`` file by file (no ffmpeg is
   needed: the dev files are 16 kHz mono and are read with soundfile).
@@ -88,8 +88,11 @@ def timed() -> Iterator[list[float]]:
 class VoxrelayBatch:
     """The embedded recognizer stays up across rounds; each round is a fresh batch into a fresh folder."""
 
-    def __init__(self, jobs: int | None, workers: int | None, window: int | None) -> None:
+    def __init__(self, jobs: int | None, workers: int | None, window: int | None, vad: str | None) -> None:
+        from voxrelay.edge.agent import VadSettings
         from voxrelay.edge.batch import DEFAULT_JOBS, DEFAULT_WINDOW, embedded_workers
+
+        self.vad = VadSettings(vad) if vad else VadSettings()
 
         self.jobs = jobs or DEFAULT_JOBS
         self.window = window or DEFAULT_WINDOW
@@ -105,10 +108,9 @@ class VoxrelayBatch:
 
     @property
     def label(self) -> str:
-        return f"voxrelay batch (jobs {self.jobs}, workers {self.workers}, window {self.window})"
+        return f"voxrelay batch ({self.vad.vad} VAD, jobs {self.jobs}, workers {self.workers}, window {self.window})"
 
     def transcribe(self, paths: list[Path]) -> list[str]:
-        from voxrelay.edge.agent import VadSettings
         from voxrelay.edge.batch import BatchSettings, plan_batch, run_batch
         from voxrelay.edge.uplink import UplinkSettings
 
@@ -123,7 +125,7 @@ class VoxrelayBatch:
             settings = BatchSettings(str(Path(out) / "out"), fmt="json", jobs=self.jobs, window=self.window)
             plan = plan_batch([str(link) for link in links], settings)
             uplink = UplinkSettings(server=self.address, device_id="bench", beam_size=BEAM)
-            status = self.loop.run_until_complete(run_batch(plan, uplink, VadSettings(), quiet=True))
+            status = self.loop.run_until_complete(run_batch(plan, uplink, self.vad, quiet=True))
             if status != 0:
                 raise SystemExit(f"voxrelay batch failed (exit {status}); see {settings.output_dir}")
             texts = []
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, help="voxrelay batch --jobs (default: its default)")
     parser.add_argument("--workers", type=int, help="embedded inference workers (default: the batch's)")
     parser.add_argument("--window", type=int, help="segments per file ahead of their results")
+    parser.add_argument("--vad", help="voxrelay's VAD: auto, webrtc or silero (default: the batch's default)")
     parser.add_argument("--fw-threads", type=int, default=0, help="faster-whisper cpu_threads (0: its default)")
     parser.add_argument("--skip-openai", action="store_true", help="leave openai-whisper out")
     args = parser.parse_args(argv)
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = english_rows(args.speech_dir) * max(1, args.copies)
     audio = sum(row.duration for row in rows)
     makers: list[Callable[[], Any]] = [
-        lambda: VoxrelayBatch(args.jobs, args.workers, args.window),
+        lambda: VoxrelayBatch(args.jobs, args.workers, args.window, args.vad),
         lambda: FasterWhisper(args.fw_threads),
     ]
     if not args.skip_openai:

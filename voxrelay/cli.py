@@ -367,6 +367,11 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace) -> int:
     from voxrelay.edge.batch import BatchSettings, embedded_workers, plan_batch, run_batch
 
+    if getattr(args, "spool_dir", None):
+        raise InvalidArgument(
+            "--spool-dir: batch resumes by file (a rerun skips complete outputs) and keeps segments in memory; "
+            "leave --spool-dir out"
+        )
     settings = BatchSettings(
         output_dir=args.output_dir, fmt=args.format, jobs=args.jobs, overwrite=args.overwrite
     )

@@ -275,10 +275,11 @@ async def run_batch(
         if plan.jobs:
             assert uplink_settings is not None, "a plan with jobs needs a recognizer"
             channel = await connect(uplink_settings)
+            uplink = Uplink(uplink_settings, channel)  # with its own spool, in memory: batch resumes by file
             try:
-                uplink = Uplink(uplink_settings, channel)
                 await _run_interruptibly(BatchRun(plan, uplink, vad or VadSettings(), reporter, metrics, batch_metrics))
             finally:
+                uplink.close()
                 await channel.close()
     except VoxrelayError as err:
         summary.error = err.message
