@@ -44,7 +44,7 @@ def wer_chart(report: dict[str, Any], path: Path) -> Path | None:
     for y, a, e in zip(ys, asr, e2e, strict=True):  # bars cut at the limit show their value
         for offset, v in ((-0.2, a), (0.2, e)):
             if v > limit:
-                ax.text(limit * 1.005, y + offset, f"{v:.0f}%", va="center", fontsize=7)
+                ax.text(limit * 1.07, y + offset, f"{v:.0f}%", va="center", ha="right", fontsize=7, color="white")
     ax.set_xlabel("WER (%)")
     asr_all, e2e_all = report["asr"]["wer"], report["e2e"]["wer"]
     title = "WER per file"
