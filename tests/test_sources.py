@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from voxrelay.edge.events import AudioBlock
-from voxrelay.edge.sources import WavSource
+from voxrelay.edge.sources import FILE_BLOCK_SECONDS, LIVE_BLOCK_SECONDS, WavSource
 from voxrelay.errors import AudioError, InvalidArgument
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
@@ -104,6 +104,20 @@ def test_blocks_have_the_requested_size_and_contiguous_start_times(tmp_path: Pat
     _, blocks = read_all(WavSource(str(path), block_seconds=0.1))
     assert [b.samples.shape[0] for b in blocks] == [1600] * 10 + [160]
     assert [b.start for b in blocks] == pytest.approx([i * 0.1 for i in range(11)])
+
+
+def test_the_default_block_size_depends_on_pace(tmp_path: Path) -> None:
+    path = tmp_path / "tone.wav"
+    sf.write(path, sine(200.0, 16000, 2.5), 16000, subtype="PCM_16")
+    # Unpaced, nobody waits for a block: 1 s blocks. Paced (live), 20 ms blocks keep the latency low.
+    unpaced = WavSource(str(path))
+    assert unpaced.block_seconds == FILE_BLOCK_SECONDS == 1.0
+    _, blocks = read_all(unpaced)
+    assert [b.samples.shape[0] for b in blocks] == [16000, 16000, 8000]
+    paced = WavSource(str(path), pace=1000.0)
+    assert paced.block_seconds == LIVE_BLOCK_SECONDS == 0.02
+    assert paced.block_samples == 320
+    assert WavSource(str(path), block_seconds=0.1).block_samples == 1600
 
 
 def test_resampled_blocks_are_contiguous(tmp_path: Path) -> None:

@@ -86,7 +86,9 @@ async def transcribe_file(
     except AudioError as err:
         return FileOutcome(path, ok=False, error=err.message)
     plan = plan_file(uplink.spool, path, new_session_id)
-    blocks = paced_from(WavSource(path).blocks(), pace, plan.resume_offset) if plan.resumed else source.blocks()
+    blocks = source.blocks()
+    if plan.resumed:  # read unpaced up to the offset, then paced, in the blocks of the paced source
+        blocks = paced_from(WavSource(path, block_seconds=source.block_seconds).blocks(), pace, plan.resume_offset)
     sink = make_sink(fmt, out, headers=headers)
     sink.begin(path)
     segments, failed = 0, []
