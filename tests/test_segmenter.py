@@ -250,13 +250,15 @@ def merged(actions: list[Action]) -> list[Action]:
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 16, 33, 1000])
-def test_process_many_is_process_frame_after_frame_with_the_emits_merged(chunk: int) -> None:
+@pytest.mark.parametrize("longest", [2.0, 60.0], ids=["short", "long"])
+def test_process_many_is_process_frame_after_frame_with_the_emits_merged(chunk: int, longest: float) -> None:
     rng = random.Random(chunk)
-    settings = dataclasses.replace(TENTH, max_segment_seconds=2.0, split_search_seconds=0.6)
-    for _ in range(40):
+    # Segments of at most 20 frames, or of up to 600 held frames (which are forgotten in batches).
+    settings = dataclasses.replace(TENTH, max_segment_seconds=longest, split_search_seconds=min(0.6, longest / 4))
+    for _ in range(40 if longest < 10 else 6):
         flags: list[bool] = []
-        while len(flags) < 400:
-            flags += [rng.random() < 0.6] * rng.choice([1, 1, 2, 3, 5, 8, 20, 40])
+        while len(flags) < (400 if longest < 10 else 2000):
+            flags += [rng.random() < (0.6 if longest < 10 else 0.9)] * rng.choice([1, 1, 2, 3, 5, 8, 20, 40])
         energies = [rng.uniform(0.3, 1.0) if s else rng.uniform(0.0, 0.2) for s in flags]
         one, many = Segmenter(settings), Segmenter(settings)
         for start in range(0, len(flags), chunk):

@@ -27,7 +27,6 @@ answers with the same actions, except that consecutive :class:`Emit` s are merge
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -174,7 +173,10 @@ class Segmenter:
         self._start = 0  # open: first frame of the segment
         self._emitted = 0  # open: frames before this one have been emitted
         self._speech_end = 0  # open: last speech frame + 1
-        self._held: deque[tuple[bool, float]] = deque()  # open: (is_speech, energy) of frames emitted..frame
+        # Open: the verdicts and energies of frames self._held_first .. self._frame (self._held_first <= self._emitted).
+        self._held_speech: list[bool] = []
+        self._held_energy: list[float] = []
+        self._held_first = 0
 
     @property
     def frame(self) -> int:
@@ -202,7 +204,7 @@ class Segmenter:
         frame, with each run of consecutive :class:`Emit` s merged into its last one."""
         actions: list[Action] = []
         hangover, longest, min_speech = self._hangover, self._max, self._min_speech
-        frame, append = self._frame, self._held.append
+        frame, held_speech, held_energy = self._frame, self._held_speech, self._held_energy
         for is_speech, energy in zip(speech, energies, strict=True):
             if self._open:
                 following = frame + 1
@@ -211,7 +213,8 @@ class Segmenter:
                     # Neither a close nor a split: what process() does but the emit, which can wait (the
                     # horizon only moves forward, and nothing looks at it before the catch-up below).
                     frame, self._speech_end = following, speech_end
-                    append((bool(is_speech), float(energy)))
+                    held_speech.append(bool(is_speech))
+                    held_energy.append(float(energy))
                     continue
                 self._frame = frame
                 _merge(actions, self._emit_available())
@@ -224,7 +227,7 @@ class Segmenter:
                 continue
             self._frame = frame
             _merge(actions, self._step(bool(is_speech), float(energy)))
-            frame, append = self._frame, self._held.append
+            frame, held_speech, held_energy = self._frame, self._held_speech, self._held_energy
         self._frame = frame
         if self._open:
             _merge(actions, self._emit_available())
@@ -235,7 +238,8 @@ class Segmenter:
         self._frame += 1
         if not self._open:
             return self._idle(n, is_speech)
-        self._held.append((is_speech, energy))
+        self._held_speech.append(is_speech)
+        self._held_energy.append(energy)
         if is_speech:
             self._speech_end = n + 1
         if self._frame - self._speech_end >= self._hangover:
@@ -263,6 +267,7 @@ class Segmenter:
             return []
         onset = self._run_start
         self._run_start = None
+        self._held_first = self._frame  # nothing held yet: frames from the next one on
         return self._open_at(max(self._floor, onset - self._pre_roll), onset, speech_end=self._frame)
 
     def _open_at(self, start: int, onset: int, speech_end: int) -> list[Action]:
@@ -282,10 +287,11 @@ class Segmenter:
         horizon = self._horizon()
         if horizon <= self._emitted:
             return []
-        for _ in range(horizon - self._emitted):
-            if self._held:
-                self._held.popleft()
         self._emitted = horizon
+        emitted = horizon - self._held_first
+        if emitted >= 256:  # now and then, forget the verdicts of emitted frames
+            del self._held_speech[:emitted], self._held_energy[:emitted]
+            self._held_first = horizon
         return [Emit(horizon)]
 
     def _close(self, end: int, *, forced: bool, speech_end: int | None = None) -> list[Action]:
@@ -295,24 +301,24 @@ class Segmenter:
         actions.append(Close(end, self._speech_end if speech_end is None else speech_end, forced))
         self._open = False
         self._floor = end
-        self._held.clear()
+        self._held_speech.clear()
+        self._held_energy.clear()
         self._run_start = None
         return actions
 
     def _split(self) -> list[Action]:
         """At the maximum length: cut at the quietest point of the held window."""
-        held = list(self._held)  # frames self._emitted .. self._frame
+        first = self._held_first
         window_start = max(self._start + self._max - self._search, self._emitted)
-        offset = window_start - self._emitted
-        energies = [energy for _, energy in held[offset:]]
+        energies = self._held_energy[window_start - first :]
         cut = self._frame if not energies else window_start + _quietest(energies, self._smooth_half)
-        rest = held[cut - self._emitted :]
-        speech_after = [i for i, (speech, _) in enumerate(rest) if speech]
+        rest_speech, rest_energy = self._held_speech[cut - first :], self._held_energy[cut - first :]
+        speech_after = [i for i, speech in enumerate(rest_speech) if speech]
         if not speech_after:
             # The speech has already stopped: a pause that the hangover has not timed yet.
             return self._close(self._pause_end(), forced=False)
         actions = self._close(cut, forced=True, speech_end=cut)
-        self._held = deque(rest)
+        self._held_speech, self._held_energy, self._held_first = rest_speech, rest_energy, cut
         actions += self._open_at(cut, cut + speech_after[0], speech_end=cut + speech_after[-1] + 1)
         return actions
 
