@@ -108,6 +108,26 @@ class _Retained:
         self, audio: np.ndarray, probability: np.ndarray, speech: np.ndarray, square: np.ndarray, clipped: np.ndarray
     ) -> None:
         n = audio.shape[0]
+        rows = self._reserve(n)
+        self.audio[rows] = audio
+        self.probability[rows] = probability
+        self.speech[rows] = speech
+        self.square[rows] = square
+        self.clipped[rows] = clipped
+        self.count += n
+
+    def append_one(self, audio: np.ndarray, probability: float, speech: bool, square: float, clipped: int) -> None:
+        """:meth:`append` for a single frame (``audio`` one row)."""
+        row = self._reserve(1).start
+        self.audio[row] = audio
+        self.probability[row] = probability
+        self.speech[row] = speech
+        self.square[row] = square
+        self.clipped[row] = clipped
+        self.count += 1
+
+    def _reserve(self, n: int) -> slice:
+        """Room for ``n`` more frames: the array rows they go to."""
         capacity = self.audio.shape[0]
         if self._row + self.count + n > capacity:
             live = self._rows(self.first, self.end)
@@ -117,13 +137,7 @@ class _Retained:
             for column, values in zip(self._columns(), kept, strict=True):
                 column[: self.count] = values
             self._row = 0
-        rows = slice(self._row + self.count, self._row + self.count + n)
-        self.audio[rows] = audio
-        self.probability[rows] = probability
-        self.speech[rows] = speech
-        self.square[rows] = square
-        self.clipped[rows] = clipped
-        self.count += n
+        return slice(self._row + self.count, self._row + self.count + n)
 
     def drop_before(self, frame: int) -> None:
         k = min(max(0, frame - self.first), self.count)
@@ -141,6 +155,16 @@ class _Retained:
         """A copy of the samples of frames ``start .. stop`` (the last one ``short`` samples shorter);
         adds their figures to ``acc``."""
         rows = self._rows(start, stop)
+        if stop - start == 1:  # one frame (live blocks): scalars
+            row = rows.start
+            one = self.audio[row, : self.frame_samples - short].copy()
+            acc.frames += 1
+            acc.speech_frames += bool(self.speech[row])
+            acc.probability_sum += float(self.probability[row])
+            acc.square_sum += float(self.square[row])
+            acc.clipped += int(self.clipped[row])
+            acc.samples += one.shape[0]
+            return one
         samples = self.audio[rows].reshape(-1)
         if short:
             samples = samples[: samples.shape[0] - short]
@@ -242,6 +266,8 @@ class SpeechSegmenter:
     def _process(self, frames: np.ndarray, last_length: int) -> list[SegmentEvent]:
         """Classify and segment consecutive whole ``frames`` (the last one holds ``last_length`` samples)."""
         n = frames.shape[0]
+        if n == 1:
+            return self._process_one(frames, last_length)
         probability = frame_probabilities(self.vad, frames)
         speech = probability >= self.vad.threshold
         if self._scratch.shape[0] < n:
@@ -261,6 +287,26 @@ class SpeechSegmenter:
         self._counters.frames += frames.shape[0]
         self._counters.speech_frames += int(np.count_nonzero(speech))
         events = self._apply(self._segmenter.process_many(speech.tolist(), energy.tolist()))
+        self._frames.drop_before(self._segmenter.retain_from)
+        return events
+
+    def _process_one(self, frames: np.ndarray, length: int) -> list[SegmentEvent]:
+        """:meth:`_process` for a single frame (live blocks) in scalars, with the same figures."""
+        probability = float(frame_probabilities(self.vad, frames)[0])
+        is_speech = probability >= self.vad.threshold
+        if not self._scratch.shape[0]:
+            self._scratch = np.empty((1, self._frame_samples), dtype=np.float64)
+        x = self._scratch[0]
+        np.copyto(x, frames[0])
+        square = float(np.dot(x, x))  # exact: an integer below 2**53
+        clipped = int(np.count_nonzero((frames >= _CLIPPED) | (frames <= -_CLIPPED))) if square >= _CLIPPED**2 else 0
+        self._frames.append_one(frames[0], probability, is_speech, square, clipped)
+        size = self._frame_samples
+        energy = square / (32768.0**2 * size) if length == size else square / 32768.0**2 / length
+        self._last_samples = length
+        self._counters.frames += 1
+        self._counters.speech_frames += is_speech
+        events = self._apply(self._segmenter.process(is_speech, energy))
         self._frames.drop_before(self._segmenter.retain_from)
         return events
 

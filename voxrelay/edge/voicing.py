@@ -59,6 +59,7 @@ class VoicingGate:
         self._taper = taper / 65536.0
         self._taper_ac = taper_ac[_MIN_LAG:] / taper_ac[0]
         self._capacity = 0
+        self._row_zero = np.zeros(1, dtype=np.intp)
         self.reset()
 
     def reset(self) -> None:
@@ -69,6 +70,8 @@ class VoicingGate:
     def gate(self, frames: np.ndarray, speech: np.ndarray) -> np.ndarray:
         """Which of ``frames`` (n × frame_samples int16) pass, given WebRTC's verdicts ``speech`` (n bools)."""
         n = frames.shape[0]
+        if n == 1:
+            return self._gate_one(frames, bool(speech[0]))
         first = (HOP - 1 - self._frame) % HOP  # the block's first frame to measure
         self._frame += n
         measured = np.flatnonzero(speech[first::HOP])
@@ -94,6 +97,17 @@ class VoicingGate:
             self._since_voiced = min(self.hold_frames, self._since_voiced + n)
         # Frame i is covered when a voiced frame j has i - hold < j <= i, i.e. i < reach[i] - 1 + hold.
         return speech & (np.arange(n) < reach + (self.hold_frames - 1))
+
+    def _gate_one(self, frames: np.ndarray, speech: bool) -> np.ndarray:
+        """:meth:`gate` for a single frame (live blocks), in scalars."""
+        voiced = speech and self._frame % HOP == HOP - 1 and bool(self._voiced(frames, self._row_zero)[0])
+        self._frame += 1
+        size = self.frame_samples
+        self._tail[:-size] = self._tail[size:]
+        self._tail[-size:] = frames[0]
+        covered = voiced or self._since_voiced < self.hold_frames
+        self._since_voiced = 1 if voiced else min(self.hold_frames, self._since_voiced + 1)
+        return np.array([speech and covered])
 
     def _voiced(self, frames: np.ndarray, measured: np.ndarray) -> np.ndarray:
         """Whether each of the ``measured`` frames is voiced (the 60 ms ending with it are periodic)."""
