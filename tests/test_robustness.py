@@ -152,12 +152,25 @@ def test_admission_limits_refuse_with_a_retry_hint_and_the_rest_goes_on(
         with pytest.raises(grpc.RpcError) as info:
             stub.Recognize(pb.RecognizeRequest(audio=five), timeout=30)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback(info.value) == "1500"
+        # 4 s more just fit (10 s queued); then a new stream is refused before it sends any audio.
+        pending = threading.Thread(
+            target=stub.Recognize, args=(pb.RecognizeRequest(audio=seconds_of_speech(speech_dir, 4)),)
+        )
+        pending.start()
+        deadline = time.monotonic() + 30
+        while limited.server.core.queued_audio_seconds < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Stream(iter([pb.StreamRequest(config=pb.SessionConfig(device_id="d", session_id="e"))])))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback(info.value) == "1500"
+        assert "10.0 s of audio is queued for recognition (limit 10 s)" in info.value.details()
         # A segment over the per-segment limit is no busy server: no retry hint.
         with pytest.raises(grpc.RpcError) as info:
             stub.Recognize(pb.RecognizeRequest(audio=seconds_of_speech(speech_dir, 9)), timeout=30)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback(info.value) is None
     # Released: a's two segments get their results, then its stream ends over the third.
     a.wait(lambda c: c.error is not None)
+    pending.join(60)
     assert a.kinds().count("result") == 2
     assert a.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[union-attr]
     assert "2 segments of this stream await their results (limit 2)" in a.error.details()  # type: ignore[union-attr]

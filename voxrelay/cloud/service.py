@@ -58,6 +58,10 @@ class RecognizerService(pb_grpc.RecognizerServicer):
                 ),
                 core.metrics,
             )
+        try:
+            core.admit()  # a full queue refuses new streams before they send any audio
+        except VoxrelayError as err:
+            await abort(context, err, core.metrics)
         core.active_streams += 1
         session = StreamSession(core, context.peer(), principal_of(context))
         try:

@@ -73,6 +73,9 @@ class _Connection:
     sent_at: dict[str, float] = field(default_factory=dict)
     open_id: str | None = None  # a segment started on this call but not ended
     open_bytes: int = 0
+    # Set when the server has accepted the session: no audio goes out before (a busy server refuses
+    # a new stream at once, and nothing is sent in vain).
+    accepted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 FINISHED = object()
@@ -145,6 +148,7 @@ class StreamCall:
                 assert isinstance(response, pb.StreamResponse)
                 if response.HasField("accepted"):
                     accepted = True
+                    conn.accepted.set()
                     self.uplink.model = response.accepted.model
                     if not state.outstanding:
                         made_progress()
@@ -225,6 +229,7 @@ class StreamCall:
         )
         try:
             await call.write(config)
+            await conn.accepted.wait()
             while True:
                 state.changed.clear()
                 await self._write_pending(call, state, conn)
