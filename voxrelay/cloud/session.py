@@ -94,6 +94,19 @@ class StreamSession:
             reader.cancel()
             deliverer.cancel()
             await asyncio.gather(reader, deliverer, return_exceptions=True)
+            self._release()
+
+    def _release(self) -> None:
+        """Drop what the ended stream holds (the open segment's audio, queued responses and errors, whose
+        tracebacks point back here), so its memory is freed now rather than by a later cycle collection."""
+        if self._segment is not None:
+            self._segment.chunks.clear()
+            self._segment = None
+        for queue in (self._out, self._results):
+            while not queue.empty():
+                item = queue.get_nowait()
+                if isinstance(item, asyncio.Future) and not item.done():
+                    item.cancel()
 
     async def _read(self, requests: AsyncIterator[pb.StreamRequest]) -> None:
         error: BaseException | None = None
@@ -108,7 +121,7 @@ class StreamSession:
             if self._state is None:
                 raise InvalidArgument("config: the stream closed before a config was sent")
         except VoxrelayError as err:
-            error = err
+            error = err.with_traceback(None)  # its frames would keep this session (and its audio) alive
         # Results of every segment that ended go out first, then the stream ends (with the error).
         await self._results.put(error if error is not None else _DONE)
 
@@ -249,7 +262,11 @@ class StreamSession:
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         key = self._cache_key(segment.segment_id)
         if self.core.results.peek(key) is None:
-            self.core.admit(audio_seconds)
+            try:
+                self.core.admit(audio_seconds)
+            except VoxrelayError:
+                segment.chunks.clear()
+                raise
         future, owner = self.core.results.claim(key)
         ack = pb.SegmentAck(segment_id=segment.segment_id, audio_seconds=audio_seconds, duplicate=not owner)
         self._out.put_nowait(pb.StreamResponse(ack=ack))
