@@ -225,7 +225,7 @@ async def listen(
             sink = make_sink(fmt, stdout)
             sink.begin(mic.name)
             session_id = new_session_id("mic")
-            spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name}", label=mic.name)
+            spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name.removeprefix(MIC_PREFIX)}", label=mic.name)
             async for result in run_session(
                 uplink,
                 session_id,
