@@ -19,7 +19,9 @@ from voxrelay.quality.wer import WordErrors, word_errors
 pytestmark = pytest.mark.slow
 
 SAMPLE = ROOT / "samples" / "voxrelay-sample.wav"
-SAMPLE_TEXT = "Hello, and welcome. This is a short test of speech recognition. The quick brown fox jumps over the lazy dog."
+SAMPLE_TEXT = (
+    "Hello, and welcome. This is a short test of speech recognition. The quick brown fox jumps over the lazy dog."
+)
 
 
 def voxrelay(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -58,7 +60,7 @@ def test_pipeline_wer_matches_faster_whisper_direct(server: ServerThread, englis
 
     model = WhisperModel(resolve_model("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=2)
     pipeline, direct = WordErrors(0, 0, 0, 0), WordErrors(0, 0, 0, 0)
-    for row, path in zip(english_utterances, paths):
+    for row, path in zip(english_utterances, paths, strict=True):
         segments, _ = model.transcribe(path, beam_size=5)
         direct_text = " ".join(s.text for s in segments)
         pipeline = pipeline + word_errors(row["text"], " ".join(texts[path]))
@@ -124,9 +126,7 @@ def test_unusual_wav_layouts_are_converted(server: ServerThread, tmp_path: Path)
     soundfile.write(str(pcm24), soxr.resample(audio, rate, 8000), 8000, subtype="PCM_24")
     u8 = tmp_path / "u8.wav"
     soundfile.write(str(u8), audio, rate, subtype="PCM_U8")
-    run = voxrelay(
-        "transcribe", "--server", server.address, "--format", "json", str(stereo44), str(pcm24), str(u8)
-    )
+    run = voxrelay("transcribe", "--server", server.address, "--format", "json", str(stereo44), str(pcm24), str(u8))
     assert run.returncode == 0, run.stderr
     by_file: dict[str, str] = defaultdict(str)
     for obj in json_lines(run.stdout):
@@ -163,12 +163,25 @@ def test_embedded_recognizer_runs_the_sample_with_no_server() -> None:
 
 
 def test_importing_the_edge_side_loads_no_heavy_package() -> None:
+    modules = [
+        "voxrelay.cli",
+        "voxrelay.edge.agent",
+        "voxrelay.edge.transcribe",
+        "voxrelay.edge.uplink",
+        "voxrelay.edge.mic",
+        "voxrelay.edge.sources",
+        "voxrelay.edge.vad",
+        "voxrelay.edge.sinks",
+        "voxrelay.edge.batch",
+        "voxrelay.edge.spool",
+        "voxrelay.edge.metrics",
+        "voxrelay.edge.segments",
+    ]
+    heavy = ("torch", "ctranslate2", "faster_whisper", "whisper", "onnxruntime", "voxrelay.cloud.server")
     code = (
-        "import sys, voxrelay.cli, voxrelay.edge.agent, voxrelay.edge.transcribe, voxrelay.edge.uplink, "
-        "voxrelay.edge.mic, voxrelay.edge.sources, voxrelay.edge.vad, voxrelay.edge.sinks\n"
+        f"import sys, importlib\nfor m in {modules!r}: importlib.import_module(m)\n"
         "from voxrelay.cli import build_parser; build_parser()\n"
-        "heavy = [m for m in ('torch', 'ctranslate2', 'faster_whisper', 'whisper', 'onnxruntime') if m in sys.modules]\n"
-        "print(','.join(heavy))"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -149,7 +149,10 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
     )
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default %(default)s)")
     p.add_argument(
-        "--vad", choices=VADS, default=DEFAULT_VAD, help="voice activity detector; auto (default) = silero if installed, else webrtc"
+        "--vad",
+        choices=VADS,
+        default=DEFAULT_VAD,
+        help="voice activity detector; auto (default) = silero if installed, else webrtc",
     )
     p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
     p.add_argument("--vad-threshold", type=float, help="silero speech probability threshold (0-1)")

@@ -9,7 +9,6 @@ the first sample of the source (a file, or the start of a microphone capture).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -66,4 +65,4 @@ class SegmentClosed:
     stats: VadSummary
 
 
-SegmentEvent = Union[SegmentOpened, SegmentAudio, SegmentClosed]
+SegmentEvent = SegmentOpened | SegmentAudio | SegmentClosed

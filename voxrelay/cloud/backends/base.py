@@ -68,7 +68,7 @@ class Transcript:
         weights = [max(p.end - p.start, 1e-3) for p in self.phrases]
         if not weights:
             return 0.0
-        return float(sum(w * p.avg_logprob for w, p in zip(weights, self.phrases)) / sum(weights))
+        return float(sum(w * p.avg_logprob for w, p in zip(weights, self.phrases, strict=True)) / sum(weights))
 
     @property
     def no_speech_prob(self) -> float:
