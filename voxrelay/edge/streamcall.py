@@ -176,6 +176,7 @@ class StreamCall:
             entry = state.outstanding.get(response.ack.segment_id)
             if entry is not None:
                 entry.duplicate = response.ack.duplicate
+                made_progress()  # the server has taken it: a slow result is no outage
         elif kind == "result":
             segment_id = response.result.segment_id
             entry = state.outstanding.pop(segment_id, None)
