@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from voxrelay import __version__
+from voxrelay.cli_edge import add_edge_commands
 from voxrelay.errors import InvalidArgument, VoxrelayError
 
 USAGE_ERROR = 2
@@ -19,9 +19,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     from voxrelay.cloud.settings import BACKENDS, ServerSettings
 
     d = ServerSettings()
-    p = sub.add_parser(
-        "serve", help="run the recognizer service (gRPC)", description="Run the recognizer service."
-    )
+    p = sub.add_parser("serve", help="run the recognizer service (gRPC)", description="Run the recognizer service.")
     p.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=d.port, help="port (default %(default)s; 0 picks a free one)")
     p.add_argument(
@@ -33,9 +31,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "(the first is the default)",
     )
     p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="(default %(default)s)")
-    p.add_argument(
-        "--beam-size", type=int, default=d.beam_size, help="default beam width (default %(default)s)"
-    )
+    p.add_argument("--beam-size", type=int, default=d.beam_size, help="default beam width (default %(default)s)")
     p.add_argument(
         "--compute-type",
         default=d.compute_type,
@@ -138,313 +134,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
-def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
-    from voxrelay.edge.agent import DEFAULT_VAD, VADS
-    from voxrelay.edge.sinks import FORMATS
-
-    p.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        help="recognizer to use; without it an embedded recognizer runs in-process",
-    )
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default %(default)s)")
-    p.add_argument(
-        "--vad",
-        choices=VADS,
-        default=DEFAULT_VAD,
-        help="voice activity detector; auto (default) = silero if installed, else webrtc",
-    )
-    p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
-    p.add_argument("--vad-threshold", type=float, help="silero speech probability threshold (0-1)")
-    p.add_argument("--model", help="model name (default: the server's default; embedded: tiny.en)")
-    p.add_argument("--language", help="language code such as en or de (default: detect)")
-    p.add_argument("--beam-size", type=int, default=0, help="beam width (default: the server's)")
-    p.add_argument("--word-timestamps", action="store_true", help="ask for per-word timings (JSON output)")
-    p.add_argument("--initial-prompt", help="context text for the model (spellings, style)")
-    p.add_argument("--hotwords", help="words or phrases the model should favour")
-    p.add_argument("--device-id", help="id of this device (default: the host name)")
-    p.add_argument(
-        "--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)"
-    )
-    if with_pace:
-        p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live)")
-    _add_link_options(p)
-
-
-def _add_link_options(p: argparse.ArgumentParser) -> None:
-    """How the edge reaches the recognizer (TLS, token) and keeps segments until answered (spool)."""
-    p.add_argument("--tls", action="store_true", help="use TLS with the system's CA certificates")
-    p.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA certificate")
-    p.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS")
-    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
-    p.add_argument("--auth-token-file", metavar="PATH", help="send the device token in this file")
-    p.add_argument(
-        "--insecure", action="store_true", help="allow plaintext to a server that is not on this machine"
-    )
-    p.add_argument(
-        "--spool-dir",
-        metavar="DIR",
-        help="keep every segment on disk until its result is delivered; a rerun with the same DIR "
-        "resends what an interrupted run left (default: in memory)",
-    )
-    p.add_argument(
-        "--spool-max-mb", type=float, default=512.0, metavar="MB", help="spool size bound (default %(default)s)"
-    )
-    p.add_argument(
-        "--retry-for",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="keep reconnecting this long without progress before giving up (default %(default)s)",
-    )
-
-
-def _link_settings(args: argparse.Namespace, embedded: bool) -> dict[str, Any]:
-    spool = {
-        "spool_dir": args.spool_dir,
-        "spool_max_bytes": int(args.spool_max_mb * 1024 * 1024),
-        "max_outage_seconds": args.retry_for,
-    }
-    if embedded:  # the embedded recognizer is plaintext on loopback
-        return spool
-    return {
-        **spool,
-        "tls": args.tls,
-        "tls_ca": args.tls_ca,
-        "tls_cert": args.tls_cert,
-        "tls_key": args.tls_key,
-        "auth_token_file": args.auth_token_file,
-        "insecure": args.insecure,
-    }
-
-
-def _add_metrics_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve Prometheus metrics on http://HOST:PORT/metrics while running (0 picks a free port)",
-    )
-    p.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="address of the metrics endpoint (default %(default)s; 0.0.0.0 for a remote Prometheus)",
-    )
-    p.add_argument(
-        "--metrics-file",
-        metavar="PATH",
-        help="write Prometheus metrics to PATH (text format, replaced atomically every 15 s and at exit; "
-        "name it *.prom for node_exporter's textfile collector)",
-    )
-
-
-def _edge_metrics(args: argparse.Namespace) -> Any:
-    """Context manager: the edge metrics the command's --metrics-port/--metrics-file ask for (or None)."""
-    from voxrelay.edge.metrics import exported_edge_metrics
-    from voxrelay.exposition import ExportSettings
-
-    return exported_edge_metrics(
-        ExportSettings(port=args.metrics_port, host=args.metrics_host, textfile=args.metrics_file)
-    )
-
-
-def _add_transcribe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "transcribe",
-        help="transcribe WAV files",
-        description="Transcribe WAV files through VAD, segmenter and recognizer.",
-    )
-    p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="WAV files (any PCM layout, rate and channel count)"
-    )
-    p.add_argument("--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file instead of stdout")
-    _add_edge_options(p, with_pace=True)
-    _add_metrics_options(p)
-    p.set_defaults(run=_run_transcribe)
-
-
-def _add_batch(sub: argparse._SubParsersAction) -> None:
-    from voxrelay.edge.batch import DEFAULT_JOBS, MAX_JOBS
-
-    p = sub.add_parser(
-        "batch",
-        help="transcribe folders of WAV files offline, resumably",
-        description="Transcribe WAV files, folders (searched recursively for *.wav) and globs into "
-        "DIR, several files at once. A rerun skips files whose output is complete; Ctrl-C keeps what "
-        "finished. DIR/summary.json lists every input with its status.",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files, folders or globs ('rec/**/*.wav')")
-    p.add_argument("-o", "--output-dir", metavar="DIR", required=True, help="where outputs go (created)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=DEFAULT_JOBS,
-        metavar="N",
-        help=f"files in flight at once (1..{MAX_JOBS}; default %(default)s)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="redo inputs whose output already exists")
-    _add_edge_options(p, with_pace=False)
-    _add_metrics_options(p)
-    p.set_defaults(run=_run_batch)
-
-
-def _add_listen(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "listen", help="transcribe the microphone live", description="Transcribe the microphone."
-    )
-    p.add_argument("--device", help="input device index or name (see `voxrelay devices`)")
-    _add_edge_options(p, with_pace=False)
-    _add_metrics_options(p)
-    p.set_defaults(run=_run_listen)
-
-
-def _add_devices(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
-    p.set_defaults(run=_run_devices)
-
-
-def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tuple[Any, Any]:
-    from voxrelay.edge.agent import VadSettings
-    from voxrelay.edge.transcribe import default_device_id
-    from voxrelay.edge.uplink import UplinkSettings
-
-    uplink = UplinkSettings(
-        server=server,
-        device_id=args.device_id or default_device_id(),
-        language=args.language,
-        model=None if embedded else args.model,
-        beam_size=args.beam_size,
-        word_timestamps=args.word_timestamps,
-        initial_prompt=args.initial_prompt,
-        hotwords=args.hotwords,
-        **_link_settings(args, embedded),
-    )
-    return uplink, VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
-
-
-async def _with_server(
-    args: argparse.Namespace,
-    body: Callable[[str, bool], Awaitable[int]],
-    inference_workers: int = 1,
-    registry: Any = None,
-) -> int:
-    if args.server:
-        from voxrelay.edge.transcribe import parse_server
-
-        return await body(parse_server(args.server), False)
-    from voxrelay.embedded import embedded_recognizer
-
-    async with embedded_recognizer(
-        model=args.model or "tiny.en",
-        backend=args.backend,
-        inference_workers=inference_workers,
-        metrics_registry=registry,
-    ) as address:
-        return await body(address, True)
-
-
-def _run_transcribe(args: argparse.Namespace) -> int:
-    from voxrelay.edge.transcribe import transcribe
-
-    if args.pace is not None and args.pace <= 0:
-        raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
-
-    with _edge_metrics(args) as metrics:
-
-        async def body(server: str, embedded: bool) -> int:
-            uplink, vad = _edge_settings(args, server, embedded)
-            return await transcribe(
-                args.paths,
-                uplink,
-                fmt=args.format,
-                vad=vad,
-                pace=args.pace,
-                output_dir=args.output_dir,
-                metrics=metrics,
-            )
-
-        return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
-
-
-def _run_batch(args: argparse.Namespace) -> int:
-    from voxrelay.edge.batch import BatchSettings, embedded_workers, plan_batch, run_batch
-
-    if getattr(args, "spool_dir", None):
-        raise InvalidArgument(
-            "--spool-dir: batch resumes by file (a rerun skips complete outputs) and keeps segments in memory; "
-            "leave --spool-dir out"
-        )
-    settings = BatchSettings(
-        output_dir=args.output_dir, fmt=args.format, jobs=args.jobs, overwrite=args.overwrite
-    )
-    plan = plan_batch(args.inputs, settings)
-    with _edge_metrics(args) as metrics:
-        if not plan.jobs:  # everything skipped or failed: no recognizer to start
-            return asyncio.run(run_batch(plan, None, quiet=args.quiet, metrics=metrics))
-
-        async def body(server: str, embedded: bool) -> int:
-            uplink, vad = _edge_settings(args, server, embedded)
-            return await run_batch(plan, uplink, vad, quiet=args.quiet, metrics=metrics)
-
-        workers = embedded_workers(settings.jobs)
-        return asyncio.run(_with_server(args, body, workers, registry=metrics and metrics.registry))
-
-
-def _run_listen(args: argparse.Namespace) -> int:
-    from voxrelay.edge.transcribe import listen
-
-    device: int | str | None = int(args.device) if args.device and args.device.isdigit() else args.device
-
-    with _edge_metrics(args) as metrics:
-
-        async def body(server: str, embedded: bool) -> int:
-            uplink, vad = _edge_settings(args, server, embedded)
-            return await listen(uplink, device=device, fmt=args.format, vad=vad, metrics=metrics)
-
-        return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
-
-
-def _run_devices(args: argparse.Namespace) -> int:
-    from voxrelay.edge.mic import list_input_devices
-
-    devices = list_input_devices()
-    if not devices:
-        print("no audio input devices found", file=sys.stderr)
-        return 1
-    for d in devices:
-        default = " (default)" if d.is_default else ""
-        print(
-            f"{d.index:3d}  {d.name}  [{d.host_api}, {d.max_input_channels} ch, "
-            f"{d.default_samplerate:g} Hz]{default}"
-        )
-    return 0
-
-
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from voxrelay.quality.command import add_arguments
-
-    p = sub.add_parser(
-        "eval",
-        help="score VAD, recognizer and end-to-end quality on labelled files",
-        description="Run a labelled manifest through the recognizer alone and through the whole pipeline; "
-        "report VAD precision/recall, WER of both, which stage caused the errors, and latency.",
-    )
-    add_arguments(p)
-    p.set_defaults(run=_run_eval)
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from voxrelay.quality.command import prepare, run_prepared
-
-    prepared = prepare(args)
-
-    async def body(server: str, embedded: bool) -> int:
-        return await run_prepared(prepared, args, server, embedded)
-
-    return asyncio.run(_with_server(args, body))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxrelay",
@@ -455,11 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
-    _add_transcribe(sub)
-    _add_batch(sub)
-    _add_listen(sub)
-    _add_devices(sub)
-    _add_eval(sub)
+    add_edge_commands(sub)
     return parser
 
 
@@ -469,14 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return USAGE_ERROR
-    level = (
-        logging.ERROR
-        if args.quiet
-        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    )
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))
     except InvalidArgument as err:
