@@ -35,11 +35,11 @@ from voxrelay.edge.channel import (
 )
 from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.spool import (
+from voxrelay.edge.spool import Spool
+from voxrelay.edge.spool_records import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_BYTES,
     Dropped,
-    Spool,
     SpooledSegment,
     SpoolSettings,
 )
