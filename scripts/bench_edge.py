@@ -32,19 +32,14 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from serveproc import start_serve  # noqa: E402
+
 from voxrelay.edge.events import AudioBlock  # noqa: E402
 from voxrelay.edge.segments import SpeechSegmenter  # noqa: E402
 from voxrelay.edge.sources import FILE_BLOCK_SECONDS, LIVE_BLOCK_SECONDS  # noqa: E402
 from voxrelay.edge.vad import Vad, WebRtcVad, make_vad, silero_model_path  # noqa: E402
 
 DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def best_of(n: int, fn) -> float:  # type: ignore[no-untyped-def]
@@ -153,11 +148,7 @@ class PeakRss:
 
 
 def paced_run(path: Path, pace: float, vad: str) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voxrelay", "serve", "--port", "0"], stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    address = server.stdout.readline().strip().removeprefix("listening on ")
+    server, address = start_serve()
     try:
         began = time.perf_counter()
         agent = subprocess.Popen(
@@ -201,7 +192,7 @@ def paced_run(path: Path, pace: float, vad: str) -> None:
     if latencies:
         print(
             f"  {len(results)} segments; end of speech -> final result latency "
-            f"p50 {percentile(latencies, 0.5):.3f} s, p95 {percentile(latencies, 0.95):.3f} s"
+            f"p50 {np.percentile(latencies, 50):.3f} s, p95 {np.percentile(latencies, 95):.3f} s"
         )
 
 

@@ -54,13 +54,6 @@ def load_set(speech: Path) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 class Row:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -79,14 +72,12 @@ class Row:
 
     def line(self) -> str:
         return (
-            f"{self.name:<38} {percentile(self.latencies, 0.5):8.3f} {percentile(self.latencies, 0.95):8.3f} "
+            f"{self.name:<38} {np.percentile(self.latencies, 50):8.3f} {np.percentile(self.latencies, 95):8.3f} "
             f"{statistics.fmean(self.latencies):8.3f} {self.total / self.audio:8.3f} {self.errors.wer:7.2%}"
         )
 
 
-def run(
-    row: Row, data: list[tuple[str, np.ndarray, str]], call: Callable[[np.ndarray], str], repeats: int
-) -> Row:
+def run(row: Row, data: list[tuple[str, np.ndarray, str]], call: Callable[[np.ndarray], str], repeats: int) -> Row:
     call(data[0][1])  # warm-up
     for _ in range(repeats):
         for _name, audio, reference in data:
@@ -102,9 +93,7 @@ class InProcessServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         engines = load_engines(settings)
-        self.server, port = asyncio.run_coroutine_threadsafe(
-            create_server(settings, engines), self.loop
-        ).result()
+        self.server, port = asyncio.run_coroutine_threadsafe(create_server(settings, engines), self.loop).result()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = pb_grpc.RecognizerStub(self.channel)
 
@@ -120,9 +109,7 @@ class InProcessServer:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--beam-size", type=int, default=5)
@@ -153,9 +140,7 @@ def main() -> int:
 
     rows.append(run(Row("faster-whisper direct"), data, fw_call, args.repeats))
 
-    base = ServerSettings(
-        port=0, models=(args.model,), compute_type=args.compute_type, beam_size=args.beam_size
-    )
+    base = ServerSettings(port=0, models=(args.model,), compute_type=args.compute_type, beam_size=args.beam_size)
     server = InProcessServer(base)
     rows.append(run(Row("voxrelay Recognize (faster-whisper)"), data, server.recognize, args.repeats))
     server.close()
@@ -167,9 +152,7 @@ def main() -> int:
     ow = whisper.load_model(openai_checkpoint(resolve_model(args.model)), device="cpu")
 
     def ow_call(audio: np.ndarray) -> str:
-        return str(
-            ow.transcribe(audio, fp16=False, beam_size=args.beam_size, best_of=5, verbose=None)["text"]
-        )
+        return str(ow.transcribe(audio, fp16=False, beam_size=args.beam_size, best_of=5, verbose=None)["text"])
 
     rows.append(run(Row("openai-whisper direct"), data, ow_call, args.repeats))
 
@@ -184,16 +167,12 @@ def main() -> int:
         print(row.line())
     fw_direct, fw_service, ow_direct, ow_service = rows
     print()
-    print(
-        f"service overhead over direct faster-whisper: {fw_service.total / fw_direct.total - 1:+.1%} (target ≤ +10%)"
-    )
+    print(f"service overhead over direct faster-whisper: {fw_service.total / fw_direct.total - 1:+.1%} (target ≤ +10%)")
     print(
         f"faster-whisper backend vs openai-whisper backend: {ow_service.total / fw_service.total:.2f}x faster "
         "(target ≥ 2x)"
     )
-    print(
-        f"openai-whisper backend overhead over direct openai-whisper: {ow_service.total / ow_direct.total - 1:+.1%}"
-    )
+    print(f"openai-whisper backend overhead over direct openai-whisper: {ow_service.total / ow_direct.total - 1:+.1%}")
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -29,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serveproc import start_serve  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -75,21 +76,6 @@ class Report:
         )
 
 
-def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voxrelay", "-q", "serve", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return proc, line.removeprefix("listening on ")
-
-
 def run_hypothesis(args: argparse.Namespace) -> int:
     import grpc
     from hypothesis import HealthCheck, Phase, given, settings
@@ -98,7 +84,7 @@ def run_hypothesis(args: argparse.Namespace) -> int:
     from tests import fuzzing
     from voxrelay.protos import pb, pb_grpc
 
-    proc, address = start_server(args.serve_arg)
+    proc, address = start_serve(*args.serve_arg)
     print(f"fuzzing voxrelay serve (pid {proc.pid}) at {address} with {args.cases} hypothesis cases")
     report = Report(args.cases, proc.pid)
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])

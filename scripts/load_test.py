@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,6 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT.parent / "shared" / "data" / "speech"
 sys.path.insert(0, str(ROOT))
+
+from serveproc import start_serve  # noqa: E402
 
 from voxrelay.edge.channel import open_channel  # noqa: E402
 from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentOpened, VadSummary  # noqa: E402
@@ -217,22 +218,10 @@ def main() -> int:
             f"faster-whisper tiny.en direct on this machine: real-time factor {rtf:.3f} "
             f"(at most ~{1 / rtf:.0f} continuous speakers, before any serving overhead)"
         )
-    serve = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "voxrelay", "-q", "serve", "--port", "0"),
-            *("--max-streams", str(args.max_streams), "--max-queued-audio", str(args.max_queued_audio)),
-            *("--workers", str(args.workers), "--beam-size", str(args.beam_size), "--max-segment-seconds", "40"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
+    serve, address = start_serve(
+        *("--max-streams", str(args.max_streams), "--max-queued-audio", str(args.max_queued_audio)),
+        *("--workers", str(args.workers), "--beam-size", str(args.beam_size), "--max-segment-seconds", "40"),
     )
-    assert serve.stdout is not None
-    line = serve.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        serve.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    address = line.removeprefix("listening on ")
     print(
         f"voxrelay serve at {address}: --max-streams {args.max_streams} --max-queued-audio {args.max_queued_audio:g} "
         f"--workers {args.workers}"

@@ -9,9 +9,10 @@ so that a resent segment is answered without being recognised twice.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -38,6 +39,7 @@ class InferenceEngine:
         self.backend = backend
         self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxrelay-inference")
+        self._lock = threading.Lock()
         self._waiting = 0
         self._running = 0
 
@@ -57,43 +59,32 @@ class InferenceEngine:
 
     async def recognize(self, audio: np.ndarray, options: DecodeOptions) -> Recognition:
         submitted = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        started = False
-        self._waiting += 1
-
-        def on_start() -> None:
-            nonlocal started
-            started = True
-            self._waiting -= 1
-            self._running += 1
 
         def run() -> Recognition:
             begin = time.perf_counter()
-            loop.call_soon_threadsafe(on_start)
+            with self._lock:
+                self._waiting -= 1
+                self._running += 1
             try:
                 transcript = self.backend.transcribe(audio, options)
             except VoxrelayError:
                 raise
             except Exception as err:  # a backend bug must not take the server down
-                raise BackendError(
-                    f"{self.backend.model.backend} failed: {type(err).__name__}: {err}"
-                ) from err
+                raise BackendError(f"{self.backend.model.backend} failed: {type(err).__name__}: {err}") from err
             finally:
-                loop.call_soon_threadsafe(self._finished)
+                with self._lock:
+                    self._running -= 1
             return Recognition(transcript, begin - submitted, time.perf_counter() - begin)
 
+        with self._lock:
+            self._waiting += 1
+        job = self._executor.submit(run)
         try:
-            return await loop.run_in_executor(self._executor, run)
+            return await asyncio.wrap_future(job)
         finally:
-            if not started:  # cancelled before a worker picked it up, or on_start not yet run
-                loop.call_soon(self._unqueue, lambda: started)
-
-    def _unqueue(self, was_started: Callable[[], bool]) -> None:
-        if not was_started():
-            self._waiting -= 1
-
-    def _finished(self) -> None:
-        self._running -= 1
+            if job.cancelled():  # cancelled before a worker picked it up: run() never counted it out
+                with self._lock:
+                    self._waiting -= 1
 
     def close(self) -> None:
         """Wait for running inferences, then release the model."""

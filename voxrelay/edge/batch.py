@@ -36,7 +36,7 @@ from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.sinks import FORMATS
 from voxrelay.edge.sources import WavSource
 from voxrelay.edge.transcribe import new_session_id
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect
+from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
 # Files in flight at once. With the embedded tiny.en on 2 cores (two inference workers), 2, 4 and 8
@@ -274,13 +274,9 @@ async def run_batch(
     try:
         if plan.jobs:
             assert uplink_settings is not None, "a plan with jobs needs a recognizer"
-            channel = await connect(uplink_settings)
-            uplink = Uplink(uplink_settings, channel)  # with its own spool, in memory: batch resumes by file
-            try:
+            # The spool stays in memory (batch refuses --spool-dir): batch resumes by file.
+            async with open_uplink(uplink_settings) as uplink:
                 await _run_interruptibly(BatchRun(plan, uplink, vad or VadSettings(), reporter, metrics, batch_metrics))
-            finally:
-                uplink.close()
-                await channel.close()
     except VoxrelayError as err:
         summary.error = err.message
     finally:

@@ -23,8 +23,7 @@ from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink
 from voxrelay.edge.sources import WavSource
-from voxrelay.edge.spool import Spool
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect
+from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
 
@@ -126,58 +125,45 @@ async def transcribe(
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    spool = Spool(settings.spool)
-    try:
-        channel = await connect(settings)
-    except BaseException:
-        spool.close()
-        raise
     failures = 0
     try:
-        uplink = Uplink(settings, channel, spool)
-        if metrics is not None:
-            watch_link(metrics.registry, spool, uplink.stats)
-        for other in unfinished_elsewhere(spool, paths):
-            print(
-                f"voxrelay transcribe: the spool holds an unfinished session of {other.label} "
-                f"({other.pending} segment(s) waiting); transcribe it with the same --spool-dir to finish it",
-                file=stderr,
-            )
-        for path in paths:
-            observer = metrics.session(vad.vad) if metrics is not None else None
-            if output_dir:
-                target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt])
-                with atomic_text(target) as f:
-                    outcome = await transcribe_file(
-                        uplink, path, fmt=fmt, vad=vad, pace=pace, out=f, observer=observer, replay_delivered=True
-                    )
-                if not outcome.ok and outcome.segments == 0:
-                    target.unlink(missing_ok=True)
-            else:
-                outcome = await transcribe_file(
-                    uplink,
-                    path,
-                    fmt=fmt,
-                    vad=vad,
-                    pace=pace,
-                    out=stdout,
-                    headers=len(paths) > 1,
-                    observer=observer,
-                )
-            if not outcome.ok:
-                failures += 1
+        async with open_uplink(settings) as uplink:
+            if metrics is not None:
+                watch_link(metrics.registry, uplink.spool, uplink.stats)
+            for other in unfinished_elsewhere(uplink.spool, paths):
                 print(
-                    f"voxrelay transcribe: {outcome.error}"
-                    if outcome.error and outcome.error.startswith(path)
-                    else f"voxrelay transcribe: {path}: {outcome.error}",
+                    f"voxrelay transcribe: the spool holds an unfinished session of {other.label} "
+                    f"({other.pending} segment(s) waiting); transcribe it with the same --spool-dir to finish it",
                     file=stderr,
                 )
+            for path in paths:
+                observer = metrics.session(vad.vad) if metrics is not None else None
+                if output_dir:
+                    target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt])
+                    with atomic_text(target) as f:
+                        outcome = await transcribe_file(
+                            uplink, path, fmt=fmt, vad=vad, pace=pace, out=f, observer=observer, replay_delivered=True
+                        )
+                    if not outcome.ok and outcome.segments == 0:
+                        target.unlink(missing_ok=True)
+                else:
+                    outcome = await transcribe_file(
+                        uplink,
+                        path,
+                        fmt=fmt,
+                        vad=vad,
+                        pace=pace,
+                        out=stdout,
+                        headers=len(paths) > 1,
+                        observer=observer,
+                    )
+                if not outcome.ok:
+                    failures += 1
+                    named = outcome.error and outcome.error.startswith(path)
+                    print(f"voxrelay transcribe: {outcome.error if named else f'{path}: {outcome.error}'}", file=stderr)
     except UplinkError as err:
         print(f"voxrelay transcribe: {err.message}", file=stderr)
         return 1
-    finally:
-        await channel.close()
-        spool.close()
     return 1 if failures else 0
 
 
@@ -191,55 +177,12 @@ async def listen(
     metrics: EdgeMetrics | None = None,
 ) -> int:
     """Live microphone until Ctrl-C (or SIGTERM); the segment in flight is finished first."""
-    from voxrelay.edge.mic import MicSource
-
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
-    spool = Spool(settings.spool)
-    try:
-        channel = await connect(settings)
-    except BaseException:
-        spool.close()
-        raise
-    uplink = Uplink(settings, channel, spool)
-    if metrics is not None:
-        watch_link(metrics.registry, spool, uplink.stats)
     loop = asyncio.get_running_loop()
     try:
-        for interrupted in [s for s in spool.sessions() if s.source.startswith(MIC_PREFIX)]:
-            replayed = make_sink(fmt, stdout)
-            replayed.begin(interrupted.label)
-            async for result in replay_session(uplink, interrupted):
-                replayed.write(result)
-            replayed.end()
-        with MicSource(device) as mic:
-            print(f"listening on {mic.name}; Ctrl-C to stop", file=sys.stderr, flush=True)
-
-            def stop() -> None:
-                mic.stop()
-                # A second Ctrl-C stops without waiting for the segment in flight.
-                loop.add_signal_handler(signal.SIGINT, lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop)
-            sink = make_sink(fmt, stdout)
-            sink.begin(mic.name)
-            session_id = new_session_id("mic")
-            spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name.removeprefix(MIC_PREFIX)}", label=mic.name)
-            async for result in run_session(
-                uplink,
-                session_id,
-                mic.blocks(),
-                vad,
-                on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
-                observer=None if metrics is None else metrics.session(vad.vad),
-            ):
-                sink.write(result)
-            sink.end()
-            if mic.overflows or mic.dropped_frames:
-                print(
-                    f"input overflows: {mic.overflows}, dropped frames: {mic.dropped_frames}", file=sys.stderr
-                )
+        async with open_uplink(settings) as uplink:
+            await _listen(uplink, device, fmt, vad, stdout, metrics)
     except UplinkError as err:
         print(f"voxrelay listen: {err.message}", file=sys.stderr)
         return 1
@@ -248,9 +191,55 @@ async def listen(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await channel.close()
-        spool.close()
     return 0
+
+
+async def _listen(
+    uplink: Uplink,
+    device: int | str | None,
+    fmt: str,
+    vad: VadSettings,
+    stdout: TextIO,
+    metrics: EdgeMetrics | None,
+) -> None:
+    from voxrelay.edge.mic import MicSource
+
+    spool = uplink.spool
+    if metrics is not None:
+        watch_link(metrics.registry, spool, uplink.stats)
+    loop = asyncio.get_running_loop()
+    for interrupted in [s for s in spool.sessions() if s.source.startswith(MIC_PREFIX)]:
+        replayed = make_sink(fmt, stdout)
+        replayed.begin(interrupted.label)
+        async for result in replay_session(uplink, interrupted):
+            replayed.write(result)
+        replayed.end()
+    with MicSource(device) as mic:
+        print(f"listening on {mic.name}; Ctrl-C to stop", file=sys.stderr, flush=True)
+
+        def stop() -> None:
+            mic.stop()
+            # A second Ctrl-C stops without waiting for the segment in flight.
+            loop.add_signal_handler(signal.SIGINT, lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        sink = make_sink(fmt, stdout)
+        sink.begin(mic.name)
+        session_id = new_session_id("mic")
+        spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name.removeprefix(MIC_PREFIX)}", label=mic.name)
+        async for result in run_session(
+            uplink,
+            session_id,
+            mic.blocks(),
+            vad,
+            on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
+            observer=None if metrics is None else metrics.session(vad.vad),
+        ):
+            sink.write(result)
+        sink.end()
+        if mic.overflows or mic.dropped_frames:
+            print(f"input overflows: {mic.overflows}, dropped frames: {mic.dropped_frames}", file=sys.stderr)
 
 
 def parse_server(value: str) -> str:

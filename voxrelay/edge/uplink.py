@@ -16,6 +16,7 @@ deterministic on a file, so a restarted edge that re-reads a file produces the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -57,6 +58,7 @@ __all__ = [
     "channel_options",
     "connect",
     "describe_rpc_error",
+    "open_uplink",
     "to_result",
 ]
 
@@ -289,3 +291,18 @@ class Uplink:
             raise
         except BaseException as err:
             state.results.put_nowait(err)
+
+
+@contextlib.asynccontextmanager
+async def open_uplink(settings: UplinkSettings) -> AsyncIterator[Uplink]:
+    """Connect to the recognizer and yield an :class:`Uplink` over the spool of ``settings`` (its directory,
+    or memory); the channel and the spool are closed on exit, also when the connection fails."""
+    spool = Spool(settings.spool)
+    try:
+        channel = await connect(settings)
+        try:
+            yield Uplink(settings, channel, spool)
+        finally:
+            await channel.close()
+    finally:
+        spool.close()

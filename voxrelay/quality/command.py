@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import grpc
 
 from voxrelay.edge.transcribe import atomic_text
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, connect, describe_rpc_error
+from voxrelay.edge.uplink import UplinkError, UplinkSettings, describe_rpc_error, open_uplink
 from voxrelay.errors import InvalidArgument
 from voxrelay.protos import pb, pb_grpc
 from voxrelay.quality.evaluate import build_report
@@ -71,26 +71,27 @@ async def evaluate(
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     uplink_settings = dataclasses.replace(uplink_settings, word_timestamps=True)
-    channel = await connect(uplink_settings)
     runs: list[FileRun] = []
     try:
-        stub = pb_grpc.RecognizerStub(channel)
-        model = await _model_info(stub, uplink_settings)
-        uplink = Uplink(uplink_settings, channel)
-        total = len(manifest.entries)
-        for i, entry in enumerate(manifest.entries, 1):
-            if not quiet:
-                print(f"[{i}/{total}] {entry.name}", file=stderr, flush=True)
-            run = await run_file(entry, uplink, stub, settings)
-            if run.error:
-                named = entry.name in run.error or str(entry.path) in run.error
-                print(f"voxrelay eval: {run.error if named else f'{entry.name}: {run.error}'}", file=stderr, flush=True)
-            runs.append(run)
+        async with open_uplink(uplink_settings) as uplink:
+            stub = uplink.stub
+            model = await _model_info(stub, uplink_settings)
+            total = len(manifest.entries)
+            for i, entry in enumerate(manifest.entries, 1):
+                if not quiet:
+                    print(f"[{i}/{total}] {entry.name}", file=stderr, flush=True)
+                run = await run_file(entry, uplink, stub, settings)
+                if run.error:
+                    named = entry.name in run.error or str(entry.path) in run.error
+                    print(
+                        f"voxrelay eval: {run.error if named else f'{entry.name}: {run.error}'}",
+                        file=stderr,
+                        flush=True,
+                    )
+                runs.append(run)
     except UplinkError as err:
         print(f"voxrelay eval: {err.message}", file=stderr)
         return 1
-    finally:
-        await channel.close()
     report = build_report(
         runs,
         multilingual=model.multilingual,
