@@ -89,8 +89,8 @@ class VoxrelayBatch:
     """The embedded recognizer stays up across rounds; each round is a fresh batch into a fresh folder."""
 
     def __init__(self, jobs: int | None, workers: int | None, window: int | None, vad: str | None) -> None:
+        from voxrelay.batch.run import DEFAULT_JOBS, DEFAULT_WINDOW, embedded_workers
         from voxrelay.edge.agent import VadSettings
-        from voxrelay.edge.batch import DEFAULT_JOBS, DEFAULT_WINDOW, embedded_workers
 
         self.vad = VadSettings(vad) if vad else VadSettings()
 
@@ -111,8 +111,8 @@ class VoxrelayBatch:
         return f"voxrelay batch ({self.vad.vad} VAD, jobs {self.jobs}, workers {self.workers}, window {self.window})"
 
     def transcribe(self, paths: list[Path]) -> list[str]:
-        from voxrelay.edge.batch import BatchSettings, plan_batch, run_batch
-        from voxrelay.edge.uplink import UplinkSettings
+        from voxrelay.batch.run import BatchSettings, plan_batch, run_batch
+        from voxrelay.edge.link.uplink import UplinkSettings
 
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as out:
             # Copies of a file get their own names, so that each is transcribed.

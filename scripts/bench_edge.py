@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from serveproc import start_serve  # noqa: E402
 
+from voxrelay.edge.capture.files import FILE_BLOCK_SECONDS, LIVE_BLOCK_SECONDS  # noqa: E402
 from voxrelay.edge.events import AudioBlock  # noqa: E402
-from voxrelay.edge.segments import SpeechSegmenter  # noqa: E402
-from voxrelay.edge.sources import FILE_BLOCK_SECONDS, LIVE_BLOCK_SECONDS  # noqa: E402
-from voxrelay.edge.vad import Vad, WebRtcVad, make_vad, silero_model_path  # noqa: E402
+from voxrelay.edge.vad.detectors import Vad, WebRtcVad, make_vad, silero_model_path  # noqa: E402
+from voxrelay.edge.vad.speech import SpeechSegmenter  # noqa: E402
 
 DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"
 

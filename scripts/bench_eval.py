@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voxrelay.edge.agent import DEFAULT_VAD, VADS, VadSettings  # noqa: E402
+from voxrelay.edge.link.uplink import UplinkSettings  # noqa: E402
 from voxrelay.edge.results import SegmentResult, Word  # noqa: E402
-from voxrelay.edge.uplink import UplinkSettings  # noqa: E402
 from voxrelay.embedded import embedded_recognizer  # noqa: E402
 from voxrelay.quality.command import evaluate  # noqa: E402
 from voxrelay.quality.evaluate import e2e_texts  # noqa: E402

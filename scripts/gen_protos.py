@@ -54,18 +54,12 @@ def generate() -> dict[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if the committed modules are stale")
     args = parser.parse_args()
     files = generate()
     if args.check:
-        stale = [
-            name
-            for name, text in files.items()
-            if not (OUT / name).is_file() or (OUT / name).read_text() != text
-        ]
+        stale = [name for name, text in files.items() if not (OUT / name).is_file() or (OUT / name).read_text() != text]
         if stale:
             print(
                 f"stale generated modules: {', '.join(stale)}; run python scripts/gen_protos.py",

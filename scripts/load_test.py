@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from serveproc import start_serve  # noqa: E402
 
-from voxrelay.edge.channel import open_channel  # noqa: E402
 from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentOpened, VadSummary  # noqa: E402
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings  # noqa: E402
+from voxrelay.edge.link.channel import open_channel  # noqa: E402
+from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings  # noqa: E402
 
 CHUNK = 1600  # 0.1 s at 16 kHz
 VAD = VadSummary("load", 1.0, 1.0, -20.0, 0.0, False, 0.0, 0.0)

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from voxrelay.edge.capture.files import WavSource  # noqa: E402
 from voxrelay.edge.events import AudioBlock, SegmentClosed, SegmentEvent, SegmentOpened  # noqa: E402
-from voxrelay.edge.segmenter import SegmenterSettings  # noqa: E402
-from voxrelay.edge.segments import SpeechSegmenter  # noqa: E402
-from voxrelay.edge.sources import WavSource  # noqa: E402
-from voxrelay.edge.vad import make_vad  # noqa: E402
+from voxrelay.edge.vad.detectors import make_vad  # noqa: E402
+from voxrelay.edge.vad.segmenter import SegmenterSettings  # noqa: E402
+from voxrelay.edge.vad.speech import SpeechSegmenter  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speech"
 BENCH = "constructed/vad_bench_dev.wav"

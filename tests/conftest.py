@@ -38,9 +38,7 @@ def english_utterances(manifest: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         row
         for row in manifest
-        if row.get("text_kind") == "human_reference"
-        and row.get("language") == "en"
-        and row["audio"].startswith("asr/")
+        if row.get("text_kind") == "human_reference" and row.get("language") == "en" and row["audio"].startswith("asr/")
     ]
 
 

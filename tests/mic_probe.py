@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from voxrelay.edge.mic import MicSource, list_input_devices
+from voxrelay.edge.capture.mic import MicSource, list_input_devices
 from voxrelay.errors import VoxrelayError
 
 

@@ -16,8 +16,8 @@ import soundfile
 import soxr
 
 from tests.conftest import ROOT, ServerThread
+from voxrelay.batch.inputs import find_inputs
 from voxrelay.edge.agent import _windowed
-from voxrelay.edge.batch_inputs import find_inputs
 from voxrelay.edge.events import SegmentClosed, SegmentOpened, VadSummary
 from voxrelay.quality.wer import word_errors
 

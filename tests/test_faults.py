@@ -288,7 +288,7 @@ def test_edge_killed_and_restarted_with_the_same_spool(
     assert_exactly_once(first.lines + second.lines, baseline)
     assert len(second.lines) == len(baseline) - delivered_before
     # The finished session is gone from the spool.
-    from voxrelay.edge.spool import Spool, SpoolSettings
+    from voxrelay.edge.link.spool import Spool, SpoolSettings
 
     with Spool(SpoolSettings(str(spool))) as left:
         assert left.sessions() == [] and left.depth == 0

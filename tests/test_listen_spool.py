@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import ROOT, ServerThread, load_pcm16
 from tests.test_mic import _missing_audio_stack, file_pcm
-from voxrelay.edge.spool import Spool, SpoolSettings
+from voxrelay.edge.link.spool import Spool, SpoolSettings
 
 pytestmark = [
     pytest.mark.slow,

@@ -25,10 +25,10 @@ from voxrelay.cloud.metrics import CloudMetrics, error_reason
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.edge.agent import VadSettings
 from voxrelay.edge.events import AudioBlock
+from voxrelay.edge.link.uplink import UplinkSettings
 from voxrelay.edge.metrics import EdgeMetrics, judged_non_speech, stage_breakdown
 from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.transcribe import transcribe
-from voxrelay.edge.uplink import UplinkSettings
 from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable
 from voxrelay.exposition import ExportSettings, MetricsExporter, new_registry
 from voxrelay.protos import pb, pb_grpc

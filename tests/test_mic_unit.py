@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voxrelay.edge.events import AudioBlock
-from voxrelay.edge.mic import (
+from voxrelay.edge.capture.mic import (
     BlockConverter,
     InputDevice,
     MicSource,
@@ -29,6 +28,7 @@ from voxrelay.edge.mic import (
     list_input_devices,
     to_int16,
 )
+from voxrelay.edge.events import AudioBlock
 from voxrelay.errors import AudioError, InvalidArgument, MissingDependency
 
 

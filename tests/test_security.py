@@ -19,7 +19,7 @@ from tests.conftest import ROOT, ServerThread
 from tests.pki import Pki, make_pki
 from voxrelay.cloud.security import TokenSet
 from voxrelay.cloud.settings import ServerSettings
-from voxrelay.edge.uplink import UplinkSettings
+from voxrelay.edge.link.uplink import UplinkSettings
 from voxrelay.errors import InvalidArgument
 from voxrelay.protos import pb, pb_grpc
 

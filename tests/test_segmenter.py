@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from voxrelay.edge.events import AudioBlock, SegmentAudio, SegmentClosed, SegmentOpened
-from voxrelay.edge.segmenter import Action, Close, Emit, Open, Segmenter, SegmenterSettings
-from voxrelay.edge.segments import SpeechSegmenter
-from voxrelay.edge.vad import WebRtcVad
+from voxrelay.edge.vad.detectors import WebRtcVad
+from voxrelay.edge.vad.segmenter import Action, Close, Emit, Open, Segmenter, SegmenterSettings
+from voxrelay.edge.vad.speech import SpeechSegmenter
 from voxrelay.errors import InvalidArgument
 
 # 0.1 s frames keep the arithmetic readable: pre-roll 2 frames, onset 3, hangover 5, post-roll 2,

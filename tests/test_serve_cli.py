@@ -29,9 +29,7 @@ def start_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
-        raise AssertionError(
-            f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
-        )
+        raise AssertionError(f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")
     return proc, line.removeprefix("listening on ")
 
 

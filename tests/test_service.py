@@ -38,9 +38,7 @@ def config(**options: Any) -> pb.StreamRequest:
 
 def segment(segment_id: str, audio: bytes, offset: float = 0.0, chunk: int = 8000) -> list[pb.StreamRequest]:
     messages = [pb.StreamRequest(start=pb.SegmentStart(segment_id=segment_id, offset_seconds=offset))]
-    messages += [
-        pb.StreamRequest(audio=pb.AudioChunk(audio=audio[i : i + chunk])) for i in range(0, len(audio), chunk)
-    ]
+    messages += [pb.StreamRequest(audio=pb.AudioChunk(audio=audio[i : i + chunk])) for i in range(0, len(audio), chunk)]
     messages.append(pb.StreamRequest(end=pb.SegmentEnd(segment_id=segment_id, vad=pb.VadStats(vad="webrtc"))))
     return messages
 
@@ -75,9 +73,7 @@ def test_get_info_and_health(stub: pb_grpc.RecognizerStub, server: ServerThread)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_recognize_transcribes_jfk_and_librispeech(
-    stub: pb_grpc.RecognizerStub, english_utterances: list
-) -> None:
+def test_recognize_transcribes_jfk_and_librispeech(stub: pb_grpc.RecognizerStub, english_utterances: list) -> None:
     rows = [r for r in english_utterances if "jfk" in r["audio"] or "librispeech" in r["audio"]]
     assert len(rows) >= 3
     from tests.conftest import SPEECH
@@ -94,9 +90,7 @@ def test_recognize_transcribes_jfk_and_librispeech(
         assert result.timings.audio_seconds == pytest.approx(len(audio) / 16000)
         assert 0 <= result.start_seconds < result.end_seconds <= len(audio) / 16000 + 0.5
     jfk = next(r for r in rows if "jfk" in r["audio"])
-    result = stub.Recognize(
-        pb.RecognizeRequest(audio=load_pcm16(SPEECH / jfk["audio"]).tobytes()), timeout=120
-    )
+    result = stub.Recognize(pb.RecognizeRequest(audio=load_pcm16(SPEECH / jfk["audio"]).tobytes()), timeout=120)
     assert "ask not what your country can do for you" in result.text.lower()
 
 
@@ -142,12 +136,8 @@ def test_stream_sends_acks_then_results_in_order(stub: pb_grpc.RecognizerStub, s
 
 def test_resent_segment_gets_the_cached_result(stub: pb_grpc.RecognizerStub, speech_dir: Path) -> None:
     audio, _ = utterance(speech_dir, "pocketsphinx_goforward")
-    first = list(
-        stub.Stream(iter([config(session_id="dup"), *segment("dev/dup/0", audio.tobytes())]), timeout=60)
-    )
-    again = list(
-        stub.Stream(iter([config(session_id="dup"), *segment("dev/dup/0", audio.tobytes())]), timeout=60)
-    )
+    first = list(stub.Stream(iter([config(session_id="dup"), *segment("dev/dup/0", audio.tobytes())]), timeout=60))
+    again = list(stub.Stream(iter([config(session_id="dup"), *segment("dev/dup/0", audio.tobytes())]), timeout=60))
     ack1 = next(r.ack for r in first if r.HasField("ack"))
     ack2 = next(r.ack for r in again if r.HasField("ack"))
     res1 = next(r.result for r in first if r.HasField("result"))

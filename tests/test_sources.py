@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from voxrelay.edge.capture.files import FILE_BLOCK_SECONDS, LIVE_BLOCK_SECONDS, WavSource
 from voxrelay.edge.events import AudioBlock
-from voxrelay.edge.sources import FILE_BLOCK_SECONDS, LIVE_BLOCK_SECONDS, WavSource
 from voxrelay.errors import AudioError, InvalidArgument
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"

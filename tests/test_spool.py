@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from voxrelay.edge.events import VadSummary
+from voxrelay.edge.link.spool import Spool, SpooledSegment, SpoolSettings
 from voxrelay.edge.results import SegmentResult, Word
-from voxrelay.edge.spool import Spool, SpooledSegment, SpoolSettings
 from voxrelay.errors import InvalidArgument, VoxrelayError
 
 VAD = VadSummary("webrtc", 0.8, 0.8, -23.5, 0.0, False, 0.6, 0.4)
@@ -64,7 +64,7 @@ def test_a_committed_segment_survives_kill_9(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import os, signal
-        from voxrelay.edge.spool import Spool, SpoolSettings
+        from voxrelay.edge.link.spool import Spool, SpoolSettings
         from tests.test_spool import segment
         spool = Spool(SpoolSettings({str(tmp_path)!r}))
         spool.open_session("s", source="mic:default")
@@ -93,7 +93,7 @@ def test_full_spool_drops_the_oldest_and_counts(tmp_path: Path) -> None:
 
 
 def test_segments_older_than_the_age_limit_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import voxrelay.edge.spool as spool_module
+    import voxrelay.edge.link.spool as spool_module
 
     now = spool_module._now()
     with Spool(SpoolSettings(str(tmp_path), max_age_seconds=60)) as spool:

@@ -167,15 +167,15 @@ def test_importing_the_edge_side_loads_no_heavy_package() -> None:
         "voxrelay.cli",
         "voxrelay.edge.agent",
         "voxrelay.edge.transcribe",
-        "voxrelay.edge.uplink",
-        "voxrelay.edge.mic",
-        "voxrelay.edge.sources",
-        "voxrelay.edge.vad",
+        "voxrelay.edge.link.uplink",
+        "voxrelay.edge.capture.mic",
+        "voxrelay.edge.capture.files",
+        "voxrelay.edge.vad.detectors",
         "voxrelay.edge.sinks",
-        "voxrelay.edge.batch",
-        "voxrelay.edge.spool",
+        "voxrelay.batch.run",
+        "voxrelay.edge.link.spool",
         "voxrelay.edge.metrics",
-        "voxrelay.edge.segments",
+        "voxrelay.edge.vad.speech",
     ]
     heavy = ("torch", "ctranslate2", "faster_whisper", "whisper", "onnxruntime", "voxrelay.cloud.server")
     code = (

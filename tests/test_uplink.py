@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerThread, load_pcm16
-from voxrelay.edge.channel import connect
 from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened, VadSummary
+from voxrelay.edge.link.channel import connect
+from voxrelay.edge.link.spool import Spool, SpooledSegment
+from voxrelay.edge.link.uplink import Uplink, UplinkSettings
 from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.resume import MIC_PREFIX, replay_session
-from voxrelay.edge.spool import Spool, SpooledSegment
-from voxrelay.edge.uplink import Uplink, UplinkSettings
 from voxrelay.quality.wer import word_errors
 
 pytestmark = pytest.mark.slow

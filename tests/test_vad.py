@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voxrelay.edge.vad import DEFAULT_VAD, SileroVad, Vad, WebRtcVad, make_vad
+from voxrelay.edge.vad.detectors import DEFAULT_VAD, SileroVad, Vad, WebRtcVad, make_vad
 from voxrelay.errors import InvalidArgument, MissingDependency
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
@@ -169,7 +169,7 @@ def test_silero_session_is_single_threaded() -> None:
 def test_importing_the_vads_loads_no_heavy_framework() -> None:
     code = (
         "import sys, numpy as np\n"
-        "from voxrelay.edge.vad import make_vad\n"
+        "from voxrelay.edge.vad.detectors import make_vad\n"
         "for name in ('webrtc', 'silero'):\n"
         "    v = make_vad(name); v.speech_probability(np.zeros(v.frame_samples, dtype=np.int16))\n"
         "heavy = [m for m in ('torch', 'ctranslate2', 'faster_whisper') if m in sys.modules]\n"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from voxrelay.edge.events import SegmentAudio, SegmentOpened
-from voxrelay.edge.segmenter import SegmenterSettings
-from voxrelay.edge.vad import DEFAULT_VAD
+from voxrelay.edge.vad.detectors import DEFAULT_VAD
+from voxrelay.edge.vad.segmenter import SegmenterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT.parent / "shared" / "data" / "speech"

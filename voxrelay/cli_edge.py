@@ -132,7 +132,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:
-    from voxrelay.edge.batch import DEFAULT_JOBS, MAX_JOBS
+    from voxrelay.batch.run import DEFAULT_JOBS, MAX_JOBS
 
     p = sub.add_parser(
         "batch",
@@ -171,8 +171,8 @@ def _add_devices(sub: argparse._SubParsersAction) -> None:
 
 def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tuple[Any, Any]:
     from voxrelay.edge.agent import VadSettings
+    from voxrelay.edge.link.uplink import UplinkSettings
     from voxrelay.edge.transcribe import default_device_id
-    from voxrelay.edge.uplink import UplinkSettings
 
     uplink = UplinkSettings(
         server=server,
@@ -233,7 +233,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from voxrelay.edge.batch import BatchSettings, embedded_workers, plan_batch, run_batch
+    from voxrelay.batch.run import BatchSettings, embedded_workers, plan_batch, run_batch
 
     if getattr(args, "spool_dir", None):
         raise InvalidArgument(
@@ -269,7 +269,7 @@ def _run_listen(args: argparse.Namespace) -> int:
 
 
 def _run_devices(args: argparse.Namespace) -> int:
-    from voxrelay.edge.mic import list_input_devices
+    from voxrelay.edge.capture.mic import list_input_devices
 
     devices = list_input_devices()
     if not devices:

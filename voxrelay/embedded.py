@@ -36,9 +36,7 @@ async def embedded_recognizer(
         from voxrelay.cloud.server import create_server
         from voxrelay.cloud.settings import ServerSettings
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise MissingDependency(
-            "running without --server (the embedded recognizer)", err.name or "?", "cloud"
-        ) from err
+        raise MissingDependency("running without --server (the embedded recognizer)", err.name or "?", "cloud") from err
     settings = ServerSettings(
         host="127.0.0.1",
         port=0,

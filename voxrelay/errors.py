@@ -56,8 +56,7 @@ class MissingDependency(VoxrelayError):
 
     def __init__(self, feature: str, package: str, extra: str) -> None:
         super().__init__(
-            f"{feature} needs the Python package {package!r}, which is not installed: "
-            f"pip install 'voxrelay[{extra}]'"
+            f"{feature} needs the Python package {package!r}, which is not installed: pip install 'voxrelay[{extra}]'"
         )
         self.package = package
         self.extra = extra

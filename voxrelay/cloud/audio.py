@@ -43,14 +43,10 @@ class WireFormat:
         if encoding == "AUDIO_ENCODING_UNSPECIFIED":
             encoding = "LINEAR16"
         if encoding not in ENCODINGS:
-            raise InvalidArgument(
-                f"{field}.encoding: {encoding} is not supported (accepted: {', '.join(ENCODINGS)})"
-            )
+            raise InvalidArgument(f"{field}.encoding: {encoding} is not supported (accepted: {', '.join(ENCODINGS)})")
         rate = sample_rate_hz or SAMPLE_RATE
         if not min_rate <= rate <= max_rate:
-            raise InvalidArgument(
-                f"{field}.sample_rate_hz: {rate} is not supported (accepted: {min_rate}..{max_rate})"
-            )
+            raise InvalidArgument(f"{field}.sample_rate_hz: {rate} is not supported (accepted: {min_rate}..{max_rate})")
         n_channels = channels or 1
         if n_channels not in (1, 2):
             raise InvalidArgument(f"{field}.channels: {n_channels} is not supported (accepted: 1 or 2)")
@@ -59,9 +55,7 @@ class WireFormat:
     def check_chunk(self, field: str, data: bytes, max_bytes: int) -> None:
         """Reject a chunk over the size limit or that is not a whole number of frames."""
         if len(data) > max_bytes:
-            raise LimitExceeded(
-                f"{field}: {len(data)} bytes is over the limit of {max_bytes} bytes per chunk"
-            )
+            raise LimitExceeded(f"{field}: {len(data)} bytes is over the limit of {max_bytes} bytes per chunk")
         if len(data) % self.frame_bytes:
             raise InvalidArgument(
                 f"{field}: {len(data)} bytes is not a whole number of frames "

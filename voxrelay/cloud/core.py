@@ -33,9 +33,7 @@ class ServiceCore:
         self.settings = settings
         self.engines = dict(engines)
         self.default_model = next(iter(self.engines))
-        self.results: ResultCache[tuple[str, str], pb.RecognitionResult] = ResultCache(
-            settings.result_cache_size
-        )
+        self.results: ResultCache[tuple[str, str], pb.RecognitionResult] = ResultCache(settings.result_cache_size)
         self.draining = False
         self.active_streams = 0
         # Audio of segments waiting for or in recognition, all streams (admission control).

@@ -70,9 +70,7 @@ def _channel_options(settings: ServerSettings) -> list[tuple[str, int]]:
 class RecognizerServer:
     """A started grpc.aio server with its core and health service; ``stop`` drains gracefully."""
 
-    def __init__(
-        self, server: grpc.aio.Server, core: ServiceCore, health_servicer: health.aio.HealthServicer
-    ):
+    def __init__(self, server: grpc.aio.Server, core: ServiceCore, health_servicer: health.aio.HealthServicer):
         self.server = server
         self.core = core
         self.health = health_servicer

@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 RETRY_PUSHBACK_MS = "2000"
 
 
-async def abort(
-    context: grpc.aio.ServicerContext, err: VoxrelayError, metrics: CloudMetrics | None = None
-) -> None:
+async def abort(context: grpc.aio.ServicerContext, err: VoxrelayError, metrics: CloudMetrics | None = None) -> None:
     """End the call with the error's status (counted by code and reason). Over-limit refusals carry a
     retry hint."""
     if metrics is not None:
@@ -76,9 +74,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
         finally:
             core.active_streams -= 1
 
-    async def Recognize(
-        self, request: pb.RecognizeRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RecognitionResult:
+    async def Recognize(self, request: pb.RecognizeRequest, context: grpc.aio.ServicerContext) -> pb.RecognitionResult:
         core = self.core
         try:
             engine = core.engine_for("options.model", request.options.model)

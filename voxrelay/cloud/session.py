@@ -209,9 +209,7 @@ class StreamSession:
 
     async def _start(self, start: pb.SegmentStart) -> None:
         if self._segment is not None:
-            raise InvalidArgument(
-                f"start: segment {self._segment.segment_id!r} is still open; send its end first"
-            )
+            raise InvalidArgument(f"start: segment {self._segment.segment_id!r} is still open; send its end first")
         segment_id = check_id("start.segment_id", start.segment_id)
         if start.offset_seconds < 0 or start.offset_seconds != start.offset_seconds:
             raise InvalidArgument(f"start.offset_seconds: {start.offset_seconds} must be a time ≥ 0")
@@ -318,9 +316,7 @@ class StreamSession:
         if not future.done():
             future.set_result(result)
 
-    async def _respond(
-        self, segment_id: str, future: asyncio.Future[pb.RecognitionResult]
-    ) -> pb.StreamResponse:
+    async def _respond(self, segment_id: str, future: asyncio.Future[pb.RecognitionResult]) -> pb.StreamResponse:
         try:
             result = await asyncio.shield(future)
         except VoxrelayError as err:

@@ -62,9 +62,7 @@ class ServerSettings:
         if self.backend not in BACKENDS:
             raise InvalidArgument(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.compute_type not in COMPUTE_TYPES:
-            raise InvalidArgument(
-                f"compute_type: {self.compute_type!r} is not one of {', '.join(COMPUTE_TYPES)}"
-            )
+            raise InvalidArgument(f"compute_type: {self.compute_type!r} is not one of {', '.join(COMPUTE_TYPES)}")
         if not 0 <= self.port <= 65535:
             raise InvalidArgument(f"port: {self.port} is not a TCP port (0..65535; 0 picks a free one)")
         if not 1 <= self.beam_size <= 10:

@@ -50,9 +50,7 @@ def decode_options(
             f"{field}.task: {_enum_name(pb.Task, options.task)} is not a task (TRANSCRIBE or TRANSLATE)"
         )
     if options.task == pb.TRANSLATE and not model.multilingual:
-        raise InvalidArgument(
-            f"{field}.task: TRANSLATE needs a multilingual model; {model.name} is English-only"
-        )
+        raise InvalidArgument(f"{field}.task: TRANSLATE needs a multilingual model; {model.name} is English-only")
     if len(options.initial_prompt) > 2000 or len(options.hotwords) > 2000:
         raise InvalidArgument(f"{field}: initial_prompt and hotwords are limited to 2000 characters")
     return DecodeOptions(

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from voxrelay.edge.events import AudioBlock, SegmentEvent, SegmentOpened
+from voxrelay.edge.link.uplink import Uplink
 from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.segmenter import SegmenterSettings
-from voxrelay.edge.segments import SpeechSegmenter
-from voxrelay.edge.uplink import Uplink
-from voxrelay.edge.vad import make_vad
+from voxrelay.edge.vad.detectors import make_vad
+from voxrelay.edge.vad.segmenter import SegmenterSettings
+from voxrelay.edge.vad.speech import SpeechSegmenter
 from voxrelay.errors import InvalidArgument
 
 VADS = ("auto", "webrtc", "silero")
@@ -58,9 +58,7 @@ class VadSettings:
                 chosen = "silero" if silero_available() else "webrtc"
             object.__setattr__(self, "vad", chosen)
         if self.mode is not None and self.vad != "webrtc":
-            raise InvalidArgument(
-                "vad mode: only the webrtc VAD has modes (0-3); use --vad-threshold for silero"
-            )
+            raise InvalidArgument("vad mode: only the webrtc VAD has modes (0-3); use --vad-threshold for silero")
         if self.mode is not None and self.mode not in (0, 1, 2, 3):
             raise InvalidArgument(f"vad mode: {self.mode} is not one of 0, 1, 2, 3")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
@@ -159,9 +157,7 @@ class SegmentPump:
             await asyncio.to_thread(self._thread.join)
 
 
-async def _windowed(
-    events: AsyncIterator[SegmentEvent], window: asyncio.Semaphore
-) -> AsyncIterator[SegmentEvent]:
+async def _windowed(events: AsyncIterator[SegmentEvent], window: asyncio.Semaphore) -> AsyncIterator[SegmentEvent]:
     """Hold each new segment back until a slot of ``window`` is free (a result frees one)."""
     async for event in events:
         if isinstance(event, SegmentOpened):

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from voxrelay import SAMPLE_RATE
 from voxrelay.edge.events import AudioBlock, SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.segments import SegmenterStats
+from voxrelay.edge.vad.speech import SegmenterStats
 from voxrelay.exposition import ExportSettings, exported, new_registry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from voxrelay.edge.events import AudioBlock, SegmentEvent
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.segments import SegmenterStats
+from voxrelay.edge.vad.speech import SegmenterStats
 
 
 class SessionObserver(Protocol):

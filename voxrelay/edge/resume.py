@@ -27,9 +27,9 @@ from pathlib import Path
 
 from voxrelay import SAMPLE_RATE
 from voxrelay.edge.events import AudioBlock, SegmentEvent
+from voxrelay.edge.link.spool import Spool, SpoolSession
+from voxrelay.edge.link.uplink import Uplink
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.spool import Spool, SpoolSession
-from voxrelay.edge.uplink import Uplink
 
 log = logging.getLogger(__name__)
 

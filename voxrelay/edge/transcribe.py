@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TextIO
 
 from voxrelay.edge.agent import VadSettings, run_session
-from voxrelay.edge.link_metrics import watch_link
+from voxrelay.edge.capture.files import WavSource
+from voxrelay.edge.link.metrics import watch_link
+from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink
-from voxrelay.edge.sources import WavSource
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
 
@@ -202,7 +202,7 @@ async def _listen(
     stdout: TextIO,
     metrics: EdgeMetrics | None,
 ) -> None:
-    from voxrelay.edge.mic import MicSource
+    from voxrelay.edge.capture.mic import MicSource
 
     spool = uplink.spool
     if metrics is not None:

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 
 import grpc
 
+from voxrelay.edge.link.uplink import UplinkError, UplinkSettings, describe_rpc_error, open_uplink
 from voxrelay.edge.transcribe import atomic_text
-from voxrelay.edge.uplink import UplinkError, UplinkSettings, describe_rpc_error, open_uplink
 from voxrelay.errors import InvalidArgument
 from voxrelay.protos import pb, pb_grpc
 from voxrelay.quality.evaluate import build_report

@@ -17,13 +17,13 @@ import numpy as np
 
 from voxrelay import SAMPLE_RATE
 from voxrelay.edge.agent import VadSettings, run_session
+from voxrelay.edge.capture.files import WavSource
 from voxrelay.edge.events import AudioBlock, SegmentClosed, SegmentEvent, SegmentOpened
+from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings
 from voxrelay.edge.metrics import stage_breakdown
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.segments import SegmenterStats
-from voxrelay.edge.sources import WavSource
 from voxrelay.edge.transcribe import new_session_id
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings
+from voxrelay.edge.vad.speech import SegmenterStats
 from voxrelay.errors import AudioError, InvalidArgument
 from voxrelay.protos import pb, pb_grpc
 from voxrelay.quality.attribution import TimedWord

@@ -28,8 +28,8 @@ from voxrelay.edge.events import (
     SegmentOpened,
     VadSummary,
 )
-from voxrelay.edge.segmenter import Close, Emit, Open, Segmenter, SegmenterSettings
-from voxrelay.edge.vad import Vad, frame_probabilities
+from voxrelay.edge.vad.detectors import Vad, frame_probabilities
+from voxrelay.edge.vad.segmenter import Close, Emit, Open, Segmenter, SegmenterSettings
 from voxrelay.errors import InvalidArgument
 
 _SILENCE_DBFS = -120.0

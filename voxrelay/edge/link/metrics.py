@@ -1,7 +1,7 @@
 """Prometheus metrics of the store-and-forward link: spool depth, age and drops; reconnects and refusals.
 
-The spool and the uplink keep their own counters (:class:`~voxrelay.edge.spool.Spool` properties,
-:class:`~voxrelay.edge.streamcall.UplinkStats`); this collector reads them at scrape time, so nothing
+The spool and the uplink keep their own counters (:class:`~voxrelay.edge.link.spool.Spool` properties,
+:class:`~voxrelay.edge.link.streamcall.UplinkStats`); this collector reads them at scrape time, so nothing
 on the hot path touches Prometheus. After the spool is closed, its values at closing are reported.
 """
 
@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from voxrelay.edge.spool import Spool
-from voxrelay.edge.streamcall import UplinkStats
+from voxrelay.edge.link.spool import Spool
+from voxrelay.edge.link.streamcall import UplinkStats
 
 
 class LinkCollector(Collector):

@@ -15,16 +15,13 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 
 from voxrelay import __version__
+from voxrelay.edge.link.settings import UplinkSettings
 from voxrelay.errors import InvalidArgument, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
-
-if TYPE_CHECKING:  # the settings live with the uplink, which imports this module
-    from voxrelay.edge.uplink import UplinkSettings
 
 Metadata = tuple[tuple[str, str], ...]
 

@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from voxrelay.edge.events import VadSummary
-from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.spool_records import (
+from voxrelay.edge.link.records import (
     Dropped,
     SpooledSegment,
     SpoolSession,
     SpoolSettings,
     result_from_json,
 )
+from voxrelay.edge.results import SegmentResult
 from voxrelay.errors import VoxrelayError
 
 __all__ = ["Dropped", "Spool", "SpoolSession", "SpoolSettings", "SpooledSegment", "result_from_json"]

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from voxrelay.edge.agent import VadSettings, run_session
-from voxrelay.edge.batch_inputs import BatchInput, find_inputs
-from voxrelay.edge.batch_progress import PREFIX, Reporter, hours, make_reporter
-from voxrelay.edge.batch_summary import (
+from voxrelay.batch.inputs import BatchInput, find_inputs
+from voxrelay.batch.progress import PREFIX, Reporter, hours, make_reporter
+from voxrelay.batch.summary import (
     BATCH_SUFFIXES,
     SUMMARY_NAME,
     BatchMetrics,
@@ -32,11 +31,12 @@ from voxrelay.edge.batch_summary import (
     file_stats,
     write_output,
 )
+from voxrelay.edge.agent import VadSettings, run_session
+from voxrelay.edge.capture.files import WavSource
+from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.sinks import FORMATS
-from voxrelay.edge.sources import WavSource
 from voxrelay.edge.transcribe import new_session_id
-from voxrelay.edge.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
 # Files in flight at once. With the embedded tiny.en on 2 cores (two inference workers), 2, 4 and 8

@@ -11,18 +11,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import grpc
 
-from voxrelay.edge import messages
-from voxrelay.edge.channel import UplinkError, describe_rpc_error, retry_hint
+from voxrelay.edge.link import messages
+from voxrelay.edge.link.channel import Metadata, UplinkError, describe_rpc_error, retry_hint
+from voxrelay.edge.link.settings import UplinkSettings
+from voxrelay.edge.link.spool import SpooledSegment
 from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.spool import SpooledSegment
-from voxrelay.protos import pb
-
-if TYPE_CHECKING:
-    from voxrelay.edge.uplink import Uplink
+from voxrelay.protos import pb, pb_grpc
 
 RESEND_CHUNK_BYTES = 32_000  # one second per message when resending a whole segment
 # Segments resent ahead of the server's ack: a busy server refuses one, not a whole backlog sent at once.
@@ -115,14 +112,24 @@ class SessionState:
 
 
 class StreamCall:
-    """Runs one Stream call for ``uplink`` (its settings, stub, token metadata and counters)."""
+    """Runs one Stream call with the uplink's settings, stub, token metadata and counters.
 
-    def __init__(self, uplink: Uplink) -> None:
-        self.uplink = uplink
-        self.settings = uplink.settings
-        self.stats = uplink.stats
-        self._stub = uplink.stub
-        self._metadata = uplink.metadata
+    ``on_accepted`` is told the model the server accepted the session with.
+    """
+
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        stub: pb_grpc.RecognizerStub,
+        metadata: Metadata,
+        stats: UplinkStats,
+        on_accepted: Callable[[pb.ModelInfo], None],
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self._stub = stub
+        self._metadata = metadata
+        self._on_accepted = on_accepted
 
     async def run(self, state: SessionState, made_progress: Callable[[], None]) -> bool:
         """One Stream call; True once the session is complete, else raises Retry (or UplinkError)."""
@@ -149,7 +156,7 @@ class StreamCall:
                 if response.HasField("accepted"):
                     accepted = True
                     conn.accepted.set()
-                    self.uplink.model = response.accepted.model
+                    self._on_accepted(response.accepted.model)
                     if not state.outstanding:
                         made_progress()
                 else:

@@ -31,7 +31,7 @@ LIVE_BLOCK_SECONDS = 0.02
 
 FILE_BLOCK_SECONDS = 1.0
 """Default block duration without a pace: nobody waits on a block, so fewer, larger ones (any size
-segments the same; see :class:`voxrelay.edge.segments.SpeechSegmenter`)."""
+segments the same; see :class:`voxrelay.edge.vad.speech.SpeechSegmenter`)."""
 
 _WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
 

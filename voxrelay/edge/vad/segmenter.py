@@ -1,7 +1,7 @@
 """The speech segmenter: a pure state machine over per-frame VAD verdicts.
 
 It sees no audio, only ``(is_speech, energy)`` per frame, and answers with actions in frame indices that
-tell the owner of the audio (:class:`voxrelay.edge.segments.SpeechSegmenter`) what to send, so that a
+tell the owner of the audio (:class:`voxrelay.edge.vad.speech.SpeechSegmenter`) what to send, so that a
 segment is streamed *while* it is being spoken:
 
 - **Onset.** ``min_speech_seconds`` of consecutive speech confirm an onset; shorter blips are ignored. The

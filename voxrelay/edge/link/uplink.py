@@ -1,7 +1,7 @@
 """The uplink: streams a session's segments to the recognizer, through the spool, across reconnects.
 
 A session is one ``Stream`` call at a time. Audio of the open segment is streamed while it is spoken;
-when the segment closes it is written to the spool (:mod:`voxrelay.edge.spool`) *before* its end is
+when the segment closes it is written to the spool (:mod:`voxrelay.edge.link.spool`) *before* its end is
 sent, and it leaves the spool only once its result has been handed to the sinks. When the stream
 breaks (server gone, network cut, server draining or busy), the uplink reconnects with exponential
 backoff and jitter (honouring the server's retry hint) and opens a new stream with the same session
@@ -20,13 +20,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 
-from voxrelay.edge import messages
-from voxrelay.edge.channel import (
+from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened
+from voxrelay.edge.link import messages
+from voxrelay.edge.link.channel import (
     Backoff,
     UplinkError,
     auth_metadata,
@@ -34,19 +34,19 @@ from voxrelay.edge.channel import (
     connect,
     describe_rpc_error,
 )
-from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened
-from voxrelay.edge.results import SegmentResult
-from voxrelay.edge.spool import Spool
-from voxrelay.edge.spool_records import (
-    DEFAULT_MAX_AGE_SECONDS,
-    DEFAULT_MAX_BYTES,
-    Dropped,
-    SpooledSegment,
-    SpoolSettings,
+from voxrelay.edge.link.records import Dropped, SpooledSegment, SpoolSettings
+from voxrelay.edge.link.settings import UplinkSettings
+from voxrelay.edge.link.spool import Spool
+from voxrelay.edge.link.streamcall import (
+    FINISHED,
+    OpenSegment,
+    Outstanding,
+    Retry,
+    SessionState,
+    StreamCall,
+    UplinkStats,
 )
-from voxrelay.edge.streamcall import FINISHED, OpenSegment, Outstanding, Retry, SessionState, StreamCall, UplinkStats
-from voxrelay.errors import InvalidArgument
-from voxrelay.netaddr import is_loopback, split_host_port
+from voxrelay.edge.results import SegmentResult
 from voxrelay.protos import pb, pb_grpc
 
 log = logging.getLogger(__name__)
@@ -65,72 +65,6 @@ __all__ = [
 to_result = messages.to_result
 
 
-@dataclass(frozen=True)
-class UplinkSettings:
-    """Where and how to send segments, how to authenticate, and how hard to try."""
-
-    server: str
-    device_id: str
-    language: str | None = None
-    model: str | None = None
-    beam_size: int = 0
-    word_timestamps: bool = False
-    initial_prompt: str | None = None
-    hotwords: str | None = None
-    # Audio is sent in chunks of at most this many seconds (smaller at a segment's end).
-    chunk_seconds: float = 0.1
-    connect_timeout: float = 10.0
-    # A segment whose result has not arrived this long after it was sent is resent on a new stream.
-    result_timeout: float = 300.0
-    keepalive_seconds: float = 30.0
-    extra_options: tuple[tuple[str, int | str], ...] = field(default=())
-    # TLS: a CA bundle to trust (None with tls=True: the system's), a client certificate for mTLS.
-    tls: bool = False
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    auth_token_file: str | None = None
-    # Allow plaintext to a server that is not on this machine.
-    insecure: bool = False
-    # Store-and-forward: a spool directory (None: in memory, lost on exit) and its bounds.
-    spool_dir: str | None = None
-    spool_max_bytes: int = DEFAULT_MAX_BYTES
-    spool_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
-    # Reconnect with backoff for at most this long without progress before giving up.
-    max_outage_seconds: float = 300.0
-    backoff_initial_seconds: float = 0.5
-    backoff_max_seconds: float = 10.0
-
-    def __post_init__(self) -> None:
-        host, _ = split_host_port(self.server)
-        if not self.server or ":" not in self.server or not host:
-            raise InvalidArgument(f"server: {self.server!r} is not HOST:PORT")
-        if not self.device_id:
-            raise InvalidArgument("device_id: must not be empty")
-        if not 0.01 <= self.chunk_seconds <= 2.0:
-            raise InvalidArgument(f"chunk_seconds: {self.chunk_seconds} is out of range (0.01..2)")
-        if self.connect_timeout <= 0 or self.result_timeout <= 0 or self.max_outage_seconds <= 0:
-            raise InvalidArgument("timeouts must be positive")
-        if not 0 < self.backoff_initial_seconds <= self.backoff_max_seconds:
-            raise InvalidArgument("backoff: the initial delay must be positive and at most the maximum")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise InvalidArgument("tls: --tls-cert and --tls-key go together (the client certificate and its key)")
-        if not self.uses_tls and not self.insecure and not is_loopback(host):
-            raise InvalidArgument(
-                f"server: refusing to send audio in plaintext to {host}, which is not this machine; "
-                "give --tls-ca (or --tls for the system's CAs), or --insecure on a trusted network"
-            )
-        SpoolSettings(self.spool_dir, self.spool_max_bytes, self.spool_max_age_seconds)  # validates
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.tls or self.tls_ca is not None or self.tls_cert is not None
-
-    @property
-    def spool(self) -> SpoolSettings:
-        return SpoolSettings(self.spool_dir, self.spool_max_bytes, self.spool_max_age_seconds)
-
-
 class Uplink:
     """Streams sessions of segments through a spool; yields each segment's result exactly once."""
 
@@ -143,6 +77,10 @@ class Uplink:
         self.model: pb.ModelInfo | None = None
         self.sent_segments = 0
         self.stats = UplinkStats()
+        self._call = StreamCall(settings, self.stub, self.metadata, self.stats, self._accepted)
+
+    def _accepted(self, model: pb.ModelInfo) -> None:
+        self.model = model
 
     @property
     def sent_bytes(self) -> int:
@@ -263,7 +201,7 @@ class Uplink:
         try:
             while True:
                 try:
-                    if await StreamCall(self).run(state, made_progress):
+                    if await self._call.run(state, made_progress):
                         state.results.put_nowait(FINISHED)
                         return
                     retry = Retry("the stream ended before every segment had its result")

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from voxrelay import SAMPLE_RATE
-from voxrelay.edge.voicing import VOICING_HOLD_SECONDS, VoicingGate
+from voxrelay.edge.vad.voicing import VOICING_HOLD_SECONDS, VoicingGate
 from voxrelay.errors import InvalidArgument, MissingDependency
 
 WEBRTC_DEFAULT_MODE = 3
@@ -108,7 +108,7 @@ class WebRtcVad:
     """The WebRTC detector. ``mode`` 0 (least aggressive) to 3 (most); ``frame_ms`` 10, 20 or 30.
 
     WebRTC's detector takes stationary broadband noise (fan hiss, white or pink noise at -40..-25 dBFS)
-    for speech in every mode. A voicing gate (:class:`voxrelay.edge.voicing.VoicingGate`) fixes most of
+    for speech in every mode. A voicing gate (:class:`voxrelay.edge.vad.voicing.VoicingGate`) fixes most of
     that: a frame only counts as speech when a frame of the last 150 ms was voiced, i.e. the 60 ms of
     audio ending with it are periodic in the pitch range (50-500 Hz): the peak of their normalised
     autocorrelation, after pre-emphasis, is at least ``voicing_threshold`` (measured at 8 kHz, on every

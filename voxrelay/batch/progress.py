@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol, TextIO
 
-from voxrelay.edge.batch_summary import FileRecord
+from voxrelay.batch.summary import FileRecord
 
 PREFIX = "voxrelay batch"
 
