@@ -62,7 +62,36 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port)",
     )
     _add_serve_guards(p, d)
+    _add_serve_fronts(p, d)
     p.set_defaults(run=_run_serve)
+
+
+def _add_serve_fronts(p: argparse.ArgumentParser, d: Any) -> None:
+    """The OpenAI-compatible HTTP API and the Wyoming server of ``serve``."""
+    p.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the OpenAI-compatible HTTP API (POST /v1/audio/transcriptions) on this port",
+    )
+    p.add_argument(
+        "--http-max-upload-mb",
+        type=float,
+        default=d.http_max_upload_bytes / (1 << 20),
+        metavar="MB",
+        help="largest audio upload the HTTP API accepts (default %(default)g)",
+    )
+    p.add_argument(
+        "--wyoming-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the Wyoming protocol (Home Assistant speech-to-text) on this port (usually 10300)",
+    )
+    p.add_argument(
+        "--wyoming-trusted",
+        action="store_true",
+        help="with --auth-token-file, accept Wyoming clients anyway (Wyoming carries no token)",
+    )
 
 
 def _add_serve_guards(p: argparse.ArgumentParser, d: Any) -> None:
@@ -130,6 +159,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         auth_token_file=args.auth_token_file,
         insecure=args.insecure,
+        http_port=args.http_port,
+        http_max_upload_bytes=int(args.http_max_upload_mb * (1 << 20)),
+        wyoming_port=args.wyoming_port,
+        wyoming_trusted=args.wyoming_trusted,
     )
     return serve(settings)
 

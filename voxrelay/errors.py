@@ -78,3 +78,9 @@ class BackendError(VoxrelayError):
     """The recognition backend failed on an input."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+class Unauthenticated(VoxrelayError):
+    """A call without an accepted device token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED

@@ -101,6 +101,13 @@ class CloudMetrics:
         )
         self.in_flight = Gauge("voxrelay_asr_in_flight", "Segments inside the model now", ["model"], registry=registry)
         self.active_streams = Gauge("voxrelay_asr_active_streams", "Open Stream calls", registry=registry)
+        self.requests = Counter(
+            "voxrelay_asr_requests_total",
+            "Single-utterance requests by front (grpc Recognize, http, wyoming) and status code (OK or the "
+            "gRPC code of the refusal, whichever front it came through)",
+            ["front", "code"],
+            registry=registry,
+        )
         # Input.
         self.audio = Counter(
             "voxrelay_asr_audio_received_seconds_total",
@@ -182,6 +189,9 @@ class CloudMetrics:
 
     def audio_received(self, seconds: float) -> None:
         self.audio.inc(max(0.0, seconds))
+
+    def request(self, front: str, code: str) -> None:
+        self.requests.labels(front=front, code=code).inc()
 
     def invalid_input(self, err: VoxrelayError) -> None:
         self.invalid.labels(code=err.grpc_code.name, reason=error_reason(err)).inc()

@@ -155,10 +155,17 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         return _refusal(handler, message)
 
 
-def interceptors(settings: ServerSettings) -> list[grpc.aio.ServerInterceptor]:
+def token_set(settings: ServerSettings) -> TokenSet | None:
+    """The accepted tokens of ``settings`` (None: no token needed), for every front alike."""
     if settings.auth_token_file is None:
+        return None
+    return TokenSet.load(settings.auth_token_file)
+
+
+def interceptors(settings: ServerSettings, tokens: TokenSet | None = None) -> list[grpc.aio.ServerInterceptor]:
+    tokens = tokens if tokens is not None else token_set(settings)
+    if tokens is None:
         return []
-    tokens = TokenSet.load(settings.auth_token_file)
     log.info("device tokens: %d accepted (from %s)", len(tokens.names), settings.auth_token_file)
     return [TokenInterceptor(tokens)]
 

@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,11 +16,12 @@ from voxrelay.cloud import security
 from voxrelay.cloud.backends import load_backend
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.fronts import Front
 from voxrelay.cloud.handlers import add_recognizer
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
-from voxrelay.errors import VoxrelayError
+from voxrelay.errors import MissingDependency, VoxrelayError
 from voxrelay.exposition import ExportSettings, MetricsExporter, exported, new_registry
 from voxrelay.protos import SERVICE_NAME
 
@@ -70,11 +71,25 @@ def _channel_options(settings: ServerSettings) -> list[tuple[str, int]]:
 class RecognizerServer:
     """A started grpc.aio server with its core and health service; ``stop`` drains gracefully."""
 
-    def __init__(self, server: grpc.aio.Server, core: ServiceCore, health_servicer: health.aio.HealthServicer):
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        core: ServiceCore,
+        health_servicer: health.aio.HealthServicer,
+        fronts: Sequence[Front] = (),
+    ):
         self.server = server
         self.core = core
         self.health = health_servicer
+        self.fronts = tuple(fronts)
         self._stopped = False
+
+    def front(self, name: str) -> Front:
+        """The started front called ``name`` (``http``, ``wyoming``)."""
+        for front in self.fronts:
+            if front.name == name:
+                return front
+        raise KeyError(name)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting work, finish in-flight segments within ``grace`` seconds, then stop."""
@@ -85,6 +100,8 @@ class RecognizerServer:
         began = time.perf_counter()
         await self.health.enter_graceful_shutdown()
         await self.core.drain(grace)
+        remaining = max(0.5, grace - (time.perf_counter() - began))
+        await asyncio.gather(*(front.stop(remaining) for front in self.fronts))
         remaining = max(0.5, grace - (time.perf_counter() - began))
         await self.server.stop(remaining)
         await asyncio.to_thread(self.core.close)
@@ -105,7 +122,8 @@ async def create_server(
     if engines is None:
         engines = await asyncio.to_thread(load_engines, settings)
     core = ServiceCore(settings, engines, metrics)
-    server = grpc.aio.server(options=_channel_options(settings), interceptors=security.interceptors(settings))
+    tokens = security.token_set(settings)
+    server = grpc.aio.server(options=_channel_options(settings), interceptors=security.interceptors(settings, tokens))
     add_recognizer(RecognizerService(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -121,10 +139,42 @@ async def create_server(
             server,
         )
     port = security.bind(server, settings)
-    await server.start()
+    fronts = await _start_fronts(core, tokens)
+    try:
+        await server.start()
+    except BaseException:
+        await asyncio.gather(*(front.stop(0.5) for front in fronts))
+        raise
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RecognizerServer(server, core, health_servicer), port
+    return RecognizerServer(server, core, health_servicer, fronts), port
+
+
+async def _start_fronts(core: ServiceCore, tokens: security.TokenSet | None) -> list[Front]:
+    """Start the HTTP and Wyoming fronts the settings ask for (their libraries are imported only then)."""
+    settings = core.settings
+    fronts: list[Front] = []
+    try:
+        if settings.http_port is not None:
+            try:
+                from voxrelay.cloud.fronts.openai_http import OpenAIHttpFront
+            except ImportError as err:
+                raise MissingDependency("--http-port", err.name or "aiohttp", "cloud") from err
+            http = OpenAIHttpFront(core, tokens)
+            await http.start(settings.host, settings.http_port)
+            fronts.append(http)
+        if settings.wyoming_port is not None:
+            try:
+                from voxrelay.cloud.fronts.wyoming import WyomingFront
+            except ImportError as err:
+                raise MissingDependency("--wyoming-port", err.name or "wyoming", "cloud") from err
+            wyoming = WyomingFront(core)
+            await wyoming.start(settings.host, settings.wyoming_port)
+            fronts.append(wyoming)
+    except BaseException:
+        await asyncio.gather(*(front.stop(0.5) for front in fronts))
+        raise
+    return fronts
 
 
 async def _serve(settings: ServerSettings) -> None:
@@ -145,6 +195,9 @@ async def _run(
     print(f"listening on {settings.host}:{port}", flush=True)
     if exporter is not None:
         print(f"metrics on http://{settings.host}:{exporter.port}/metrics", flush=True)
+    for front in server.fronts:
+        scheme = "tcp" if front.name == "wyoming" else "http"
+        print(f"{front.name} on {scheme}://{settings.host}:{front.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

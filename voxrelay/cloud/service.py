@@ -12,8 +12,9 @@ from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.security import principal_of
 from voxrelay.cloud.session import StreamSession
-from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
-from voxrelay.errors import InvalidArgument, LimitExceeded, Overloaded, Unavailable, VoxrelayError
+from voxrelay.cloud.unary import check_length, recognize_utterance
+from voxrelay.cloud.wire import decode_options, limits, model_info, wire_format
+from voxrelay.errors import InvalidArgument, Overloaded, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
 
 log = logging.getLogger(__name__)
@@ -77,43 +78,29 @@ class RecognizerService(pb_grpc.RecognizerServicer):
     async def Recognize(self, request: pb.RecognizeRequest, context: grpc.aio.ServicerContext) -> pb.RecognitionResult:
         core = self.core
         try:
-            engine = core.engine_for("options.model", request.options.model)
-            fmt = wire_format("format", request.format, core.settings)
-            options = decode_options("options", request.options, core.settings, engine.model)
-            if not request.audio:
-                raise InvalidArgument("audio: empty; a Recognize request carries the utterance's audio bytes")
-            seconds = fmt.seconds(len(request.audio))
-            if seconds > core.settings.max_segment_seconds:
-                raise LimitExceeded(
-                    f"audio: {seconds:.1f} s is over the limit of {core.settings.max_segment_seconds:g} s; "
-                    "use Stream with shorter segments"
-                )
-            if len(request.audio) % fmt.frame_bytes:
-                raise InvalidArgument(
-                    f"audio: {len(request.audio)} bytes is not a whole number of frames "
-                    f"({fmt.frame_bytes} bytes per frame for {fmt.describe()})"
-                )
-            core.admit(seconds)
-            audio = fmt.decode("audio", request.audio)
-            core.metrics_audio(seconds)
-            core.queued_audio_seconds += seconds
             try:
-                recognition = await engine.recognize(audio, options)
-            finally:
-                core.queued_audio_seconds -= seconds
+                engine = core.engine_for("options.model", request.options.model)
+                fmt = wire_format("format", request.format, core.settings)
+                options = decode_options("options", request.options, core.settings, engine.model)
+                if not request.audio:
+                    raise InvalidArgument("audio: empty; a Recognize request carries the utterance's audio bytes")
+                seconds = fmt.seconds(len(request.audio))
+                check_length(core, "audio", seconds, "use Stream with shorter segments")
+                if len(request.audio) % fmt.frame_bytes:
+                    raise InvalidArgument(
+                        f"audio: {len(request.audio)} bytes is not a whole number of frames "
+                        f"({fmt.frame_bytes} bytes per frame for {fmt.describe()})"
+                    )
+            except VoxrelayError as err:
+                core.metrics.request("grpc", err.grpc_code.name)
+                raise
+            _, result = await recognize_utterance(
+                core, engine, seconds, lambda: fmt.decode("audio", request.audio), options, front="grpc"
+            )
         except VoxrelayError as err:
             log.info("Recognize from %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)
             await abort(context, err, core.metrics)
             raise  # unreachable: abort raises
-        result = recognition_result(
-            recognition,
-            segment_id="",
-            offset=0.0,
-            audio_seconds=seconds,
-            model=engine.model,
-            slot=core.settings.slot,
-        )
-        core.observe_result(engine.model, result)
         return result
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.ServerInfo:

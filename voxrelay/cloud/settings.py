@@ -55,6 +55,13 @@ class ServerSettings:
     auth_token_file: str | None = None
     # Allow plaintext on a non-loopback address (a trusted network, or TLS terminated in front).
     insecure: bool = False
+    # Other fronts on the same host, the same engines and limits (None: off; 0 picks a free port):
+    # the OpenAI-compatible HTTP API and the Wyoming protocol (Home Assistant).
+    http_port: int | None = None
+    http_max_upload_bytes: int = 25 * 1024 * 1024
+    wyoming_port: int | None = None
+    # Wyoming carries no token: with auth_token_file set, its clients are trusted only if this is set.
+    wyoming_trusted: bool = False
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -83,6 +90,23 @@ class ServerSettings:
             raise InvalidArgument(f"grace_seconds: {self.grace_seconds} must not be negative")
         self._check_robustness()
         self._check_security()
+        self._check_fronts()
+
+    def _check_fronts(self) -> None:
+        for name, port in (("http_port", self.http_port), ("wyoming_port", self.wyoming_port)):
+            if port is not None and not 0 <= port <= 65535:
+                raise InvalidArgument(f"{name}: {port} is not a TCP port (0..65535; 0 picks a free one)")
+        ports = [p for p in (self.port, self.http_port, self.wyoming_port, self.metrics_port) if p]
+        if len(ports) != len(set(ports)):
+            raise InvalidArgument(f"ports: --port, --http-port, --wyoming-port and --metrics-port collide ({ports})")
+        if not 1024 <= self.http_max_upload_bytes <= 1 << 30:
+            raise InvalidArgument(f"http_max_upload_bytes: {self.http_max_upload_bytes} is out of range (1 KiB..1 GiB)")
+        if self.wyoming_port is not None and self.auth_token_file is not None and not self.wyoming_trusted:
+            raise InvalidArgument(
+                "wyoming_port: the Wyoming protocol carries no device token, so with --auth-token-file its "
+                "clients would bypass authentication; add --wyoming-trusted to accept them anyway (a trusted "
+                "network), or leave --wyoming-port out"
+            )
 
     def _check_robustness(self) -> None:
         if not self.max_queued_audio_seconds >= self.max_segment_seconds:

@@ -34,25 +34,29 @@ def wire_format(field: str, fmt: pb.AudioFormat, settings: ServerSettings) -> Wi
 def decode_options(
     field: str, options: pb.RecognitionOptions, settings: ServerSettings, model: ModelDescriptor
 ) -> DecodeOptions:
-    """Validate RecognitionOptions against the server's defaults and the chosen model."""
+    """Validate RecognitionOptions against the server's defaults and the chosen model.
+
+    ``field`` prefixes the names in error messages (``options`` → ``options.language: ...``; "" → ``language: ...``).
+    """
+    field = f"{field}." if field else ""
     language = options.language.strip().lower() or None
     if language is not None and not (2 <= len(language) <= 8 and language.isalpha()):
-        raise InvalidArgument(f"{field}.language: {options.language!r} is not a language code such as 'en'")
+        raise InvalidArgument(f"{field}language: {options.language!r} is not a language code such as 'en'")
     if language not in (None, "en") and not model.multilingual:
         raise InvalidArgument(
-            f"{field}.language: {language!r} cannot be recognised by {model.name}, which is English-only; "
+            f"{field}language: {language!r} cannot be recognised by {model.name}, which is English-only; "
             "use a multilingual model (e.g. base)"
         )
     if options.beam_size > 10:
-        raise InvalidArgument(f"{field}.beam_size: {options.beam_size} is out of range (1..10; 0 = default)")
+        raise InvalidArgument(f"{field}beam_size: {options.beam_size} is out of range (1..10; 0 = default)")
     if options.task not in (pb.TASK_UNSPECIFIED, pb.TRANSCRIBE, pb.TRANSLATE):
         raise InvalidArgument(
-            f"{field}.task: {_enum_name(pb.Task, options.task)} is not a task (TRANSCRIBE or TRANSLATE)"
+            f"{field}task: {_enum_name(pb.Task, options.task)} is not a task (TRANSCRIBE or TRANSLATE)"
         )
     if options.task == pb.TRANSLATE and not model.multilingual:
-        raise InvalidArgument(f"{field}.task: TRANSLATE needs a multilingual model; {model.name} is English-only")
+        raise InvalidArgument(f"{field}task: TRANSLATE needs a multilingual model; {model.name} is English-only")
     if len(options.initial_prompt) > 2000 or len(options.hotwords) > 2000:
-        raise InvalidArgument(f"{field}: initial_prompt and hotwords are limited to 2000 characters")
+        raise InvalidArgument(f"{field}initial_prompt: initial_prompt and hotwords are limited to 2000 characters each")
     return DecodeOptions(
         language=language,
         task="translate" if options.task == pb.TRANSLATE else "transcribe",

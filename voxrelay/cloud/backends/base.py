@@ -22,6 +22,8 @@ class DecodeOptions:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
+    # One sampling temperature (no fallback); None = the backend's default (0, rising on failure).
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= 10:
@@ -30,6 +32,8 @@ class DecodeOptions:
             raise InvalidArgument(f"task: {self.task!r} is not one of transcribe, translate")
         if self.language is not None and not (2 <= len(self.language) <= 8 and self.language.isalpha()):
             raise InvalidArgument(f"language: {self.language!r} is not a language code such as 'en'")
+        if self.temperature is not None and not 0.0 <= self.temperature <= 1.0:
+            raise InvalidArgument(f"temperature: {self.temperature:g} is out of range (0..1)")
 
 
 @dataclass(frozen=True)

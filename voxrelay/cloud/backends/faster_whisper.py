@@ -84,6 +84,7 @@ class FasterWhisperBackend:
                 initial_prompt=options.initial_prompt,
                 hotwords=options.hotwords,
                 vad_filter=False,
+                **({} if options.temperature is None else {"temperature": options.temperature}),
             )
             segments = list(segments)  # decoding happens while the generator is consumed
         except Exception as err:

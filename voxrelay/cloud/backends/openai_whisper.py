@@ -86,7 +86,7 @@ class OpenAIWhisperBackend:
                     samples,
                     verbose=None,
                     fp16=False,
-                    temperature=_TEMPERATURES,
+                    temperature=_TEMPERATURES if options.temperature is None else options.temperature,
                     compression_ratio_threshold=2.4,
                     logprob_threshold=-1.0,
                     no_speech_threshold=0.6,

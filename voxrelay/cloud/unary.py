@@ -1,0 +1,68 @@
+"""One utterance in, one result out: the path every unary front takes (gRPC Recognize, HTTP, Wyoming).
+
+The gRPC ``Recognize`` method, the OpenAI-compatible HTTP API and the Wyoming server differ only in how
+audio and options arrive and how the result leaves. Between those, every one of them goes through
+:func:`recognize_utterance`: the length limit, admission control (draining, queued audio), the input
+and output metrics, the inference engine and the result message, in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from voxrelay.cloud.backends.base import DecodeOptions
+from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.engine import InferenceEngine, Recognition
+from voxrelay.cloud.wire import recognition_result
+from voxrelay.errors import LimitExceeded, VoxrelayError
+from voxrelay.protos import pb
+
+FRONTS = ("grpc", "http", "wyoming")
+
+
+def check_length(core: ServiceCore, field: str, seconds: float, hint: str) -> None:
+    """Refuse an utterance over ``max_segment_seconds`` (RESOURCE_EXHAUSTED, no retry hint)."""
+    limit = core.settings.max_segment_seconds
+    if seconds > limit:
+        raise LimitExceeded(f"{field}: {seconds:.1f} s is over the limit of {limit:g} s; {hint}")
+
+
+async def recognize_utterance(
+    core: ServiceCore,
+    engine: InferenceEngine,
+    seconds: float,
+    decode: Callable[[], np.ndarray],
+    options: DecodeOptions,
+    *,
+    front: str,
+) -> tuple[Recognition, pb.RecognitionResult]:
+    """Admit ``seconds`` of audio, decode it (float32 16 kHz mono), recognise it and record the metrics.
+
+    ``decode`` runs only once the utterance is admitted, so a refused request costs no decoding.
+    Errors are counted by the caller's front and raised as they are (the front maps them onto its wire).
+    """
+    try:
+        core.admit(seconds)
+        audio = decode()
+        core.metrics_audio(seconds)
+        core.queued_audio_seconds += seconds
+        try:
+            recognition = await engine.recognize(audio, options)
+        finally:
+            core.queued_audio_seconds -= seconds
+    except VoxrelayError as err:
+        core.metrics.request(front, err.grpc_code.name)
+        raise
+    result = recognition_result(
+        recognition,
+        segment_id="",
+        offset=0.0,
+        audio_seconds=seconds,
+        model=engine.model,
+        slot=core.settings.slot,
+    )
+    core.observe_result(engine.model, result)
+    core.metrics.request(front, "OK")
+    return recognition, result
