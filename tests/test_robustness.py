@@ -6,6 +6,7 @@ test occupies the engine's single inference worker with a blocker and releases i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import subprocess
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, ServerThread, load_pcm16
+from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.protos import SERVICE_NAME, pb, pb_grpc
 
@@ -30,20 +32,52 @@ SAMPLE = ROOT / "samples" / "voxrelay-sample.wav"
 
 
 class Blocker:
-    """Occupies an engine's only inference worker until released."""
+    """Occupies an engine's only inference worker until released: a job of its own, taken by the
+    worker, whose recognition waits for the release."""
 
     def __init__(self, engines: dict[str, Any]) -> None:
-        engine = next(iter(engines.values()))
-        assert engine.workers == 1
+        self.engine = next(iter(engines.values()))
+        assert self.engine.workers == 1
         self.release = threading.Event()
-        self.future = engine._executor.submit(self.release.wait, 60)
+        self.marker = np.zeros(1600, dtype=np.float32)
+        self.backend = self.engine.backend
+        blocker = self
+
+        class Gate:
+            model = self.backend.model
+
+            def transcribe(self, audio: Any, options: Any) -> Any:
+                if audio is blocker.marker:
+                    blocker.release.wait(60)
+                return blocker.backend.transcribe(audio, options)
+
+            def count_tokens(self, text: str) -> int:
+                return int(blocker.backend.count_tokens(text))
+
+            def close(self) -> None:
+                blocker.backend.close()
+
+        self.engine.backend = Gate()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.future = asyncio.run_coroutine_threadsafe(
+            self.engine.recognize(self.marker, DecodeOptions(), "blocker"), self.loop
+        )
+        deadline = time.monotonic() + 10
+        while self.engine.running < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def __enter__(self) -> Blocker:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release.set()
-        self.future.result(10)
+        self.future.result(60)
+        self.engine.backend = self.backend
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 class Client:

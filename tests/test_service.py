@@ -173,7 +173,7 @@ BAD_REQUESTS = {
             pb.StreamRequest(audio=pb.AudioChunk(audio=b"\0" * (1 << 20))),
         ],
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "over the limit of 262144 bytes per chunk",
+        "a message of 1048584 bytes is over this method's limit of 278528 bytes",
     ),
     "segment over the limit": (
         lambda: [

@@ -120,6 +120,52 @@ def _add_serve_guards(p: argparse.ArgumentParser, d: Any) -> None:
         metavar="SECONDS",
         help="close a stream that sent nothing for this long with nothing pending (default %(default)s)",
     )
+    p.add_argument(
+        "--max-client-streams",
+        type=int,
+        default=d.max_client_streams,
+        metavar="N",
+        help="streams one client (device token, else certificate, else device id) may hold (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queued-work",
+        type=float,
+        default=d.max_queued_work_seconds,
+        dest="max_queued_work_seconds",
+        metavar="SECONDS",
+        help="estimated inference seconds queued or running, all clients; past it only clients within their "
+        "fair share are admitted (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-client-queued-work",
+        type=float,
+        default=d.max_client_queued_work_seconds,
+        dest="max_client_queued_work_seconds",
+        metavar="SECONDS",
+        help="estimated inference seconds one client may have queued or running (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-audio-rate",
+        type=float,
+        default=d.min_audio_rate,
+        metavar="X",
+        help="refuse an open segment whose audio arrives slower than X times real time (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        metavar="N",
+        help="TCP connections at once (default %(default)s, kept below the open-file limit)",
+    )
+    p.add_argument(
+        "--connection-idle",
+        type=float,
+        default=d.connection_idle_seconds,
+        dest="connection_idle_seconds",
+        metavar="SECONDS",
+        help="close a connection without calls after this long (default %(default)s)",
+    )
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate (chain) for TLS")
     p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA (mTLS)")
@@ -154,6 +200,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_queued_audio_seconds=args.max_queued_audio_seconds,
         max_pending_segments=args.max_pending_segments,
         stream_idle_seconds=args.stream_idle_seconds,
+        max_client_streams=args.max_client_streams,
+        max_queued_work_seconds=args.max_queued_work_seconds,
+        max_client_queued_work_seconds=args.max_client_queued_work_seconds,
+        min_audio_rate=args.min_audio_rate,
+        max_connections=args.max_connections,
+        connection_idle_seconds=args.connection_idle_seconds,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

@@ -45,6 +45,9 @@ async def embedded_recognizer(
         compute_type=compute_type,
         beam_size=beam_size,
         inference_workers=inference_workers,
+        # One user on this machine: every stream is theirs.
+        max_client_streams=ServerSettings.max_concurrent_streams,
+        max_client_queued_work_seconds=ServerSettings.max_queued_work_seconds,
     )
     metrics = CloudMetrics(metrics_registry) if metrics_registry is not None else None
     server, port = await create_server(settings, metrics=metrics)

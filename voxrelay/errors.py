@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import grpc
 
+SHOWN_CHARACTERS = 40
+
+
+def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with the full length said:
+    a request value echoed back must never make the error itself too long to send."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
 
 class VoxrelayError(Exception):
     """Base class. ``code`` is the gRPC status this error maps to."""

@@ -1,9 +1,18 @@
-"""State shared by every call of one recognizer service: engines, result cache, drain flag, tasks."""
+"""State shared by every call of one recognizer service: engines, result cache, admission, drain.
+
+Admission is per client identity (see :func:`voxrelay.cloud.security.client_identity`): each client
+may hold ``max_client_streams`` streams and ``max_client_queued_work_seconds`` of estimated inference
+queued or running; the whole server ``max_concurrent_streams`` and ``max_queued_work_seconds``. A
+client still within its fair share of the server's work (the limit divided by the clients with work)
+is admitted even when the others have filled the server, so a flood only ever refuses the flooder.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -12,8 +21,9 @@ from prometheus_client import CollectorRegistry
 from voxrelay.cloud.backends.base import ModelDescriptor
 from voxrelay.cloud.engine import InferenceEngine, ResultCache
 from voxrelay.cloud.metrics import CloudMetrics
+from voxrelay.cloud.security import TokenSet
 from voxrelay.cloud.settings import ServerSettings
-from voxrelay.errors import ModelNotFound, Overloaded, Unavailable
+from voxrelay.errors import ModelNotFound, Overloaded, Unavailable, shown
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -27,6 +37,7 @@ class ServiceCore:
         settings: ServerSettings,
         engines: Mapping[str, InferenceEngine],
         metrics: CloudMetrics | None = None,
+        tokens: TokenSet | None = None,
     ) -> None:
         if not engines:
             raise ValueError("at least one engine is needed")
@@ -34,10 +45,15 @@ class ServiceCore:
         self.engines = dict(engines)
         self.default_model = next(iter(self.engines))
         self.results: ResultCache[tuple[str, str], pb.RecognitionResult] = ResultCache(settings.result_cache_size)
+        self.tokens = tokens
         self.draining = False
         self.active_streams = 0
-        # Audio of segments waiting for or in recognition, all streams (admission control).
+        self.streams_by_client: Counter[str] = Counter()
+        # Audio of segments waiting for or in recognition, all streams (a memory bound).
         self.queued_audio_seconds = 0.0
+        # Work a drain lets finish: segments open on a stream, Recognize calls being served.
+        self.open_segments = 0
+        self.calls_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         # Without a registry from the caller, a fresh one per service (never the global default).
         self.metrics = metrics if metrics is not None else CloudMetrics(CollectorRegistry())
@@ -53,21 +69,66 @@ class ServiceCore:
                 if name in (candidate.model.name, candidate.model.version):
                     return candidate
             served = ", ".join(self.engines)
-            raise ModelNotFound(f"{field}: model {name!r} is not served here (served: {served})")
+            raise ModelNotFound(f"{field}: model {shown(name)} is not served here (served: {served})")
         return engine
 
-    def admit(self, seconds: float = 0.0) -> None:
-        """Refuse new work while draining, or when ``seconds`` more audio would overfill the queue.
-
-        The first segment is always let in, however long, so that a queue limit below a segment's
-        length cannot block the server for good.
-        """
+    def refuse_if_draining(self) -> None:
         if self.draining:
             raise Unavailable("the server is draining; connect to another replica or retry later")
+
+    def admit_stream(self, client: str) -> None:
+        """Refuse a new stream while draining, at the server's stream limit, or at ``client``'s."""
+        self.refuse_if_draining()
+        limit = self.settings.max_concurrent_streams
+        if self.active_streams >= limit:
+            raise self.overloaded(f"{self.active_streams} concurrent streams (limit {limit})")
+        self.check_client_streams(client)
+        self.admit(client=client)  # a full queue refuses new streams before they send any audio
+
+    def check_client_streams(self, client: str) -> None:
+        held, limit = self.streams_by_client[client], self.settings.max_client_streams
+        if held >= limit:
+            raise self.overloaded(f"this client holds {held} streams (limit {limit} per client)")
+
+    def load(self, client: str) -> float:
+        """Estimated seconds of ``client``'s inference queued or running, all models."""
+        return sum(engine.scheduler.load(client) for engine in self.engines.values())
+
+    def admit(
+        self, seconds: float = 0.0, client: str | None = None, cost: float = 0.0, *, draining_ok: bool = False
+    ) -> None:
+        """Refuse new work while draining, when ``seconds`` more audio would overfill the audio bound, or
+        when ``cost`` more estimated inference seconds would pass ``client``'s limit or, beyond its fair
+        share, the server's.
+
+        The first piece of work is always let in, however long, so that a limit below one segment's
+        cost cannot block the server (or a client) for good. ``draining_ok``: work already under way (the
+        end of a segment that was open when the drain began) is let in during a drain.
+        """
+        if not draining_ok:
+            self.refuse_if_draining()
         limit = self.settings.max_queued_audio_seconds
         queued = self.queued_audio_seconds
         if queued > 0 and (queued + seconds > limit or queued >= limit):
             raise self.overloaded(f"{queued:.1f} s of audio is queued for recognition (limit {limit:g} s)")
+        if client is None:
+            return
+        mine = self.load(client)
+        own_limit = self.settings.max_client_queued_work_seconds
+        if mine > 0 and mine + cost > own_limit:
+            raise self.overloaded(
+                f"this client has {mine:.1f} s of estimated inference queued (limit {own_limit:g} s per client)"
+            )
+        total = sum(engine.scheduler.total_load for engine in self.engines.values())
+        server_limit = self.settings.max_queued_work_seconds
+        if total > 0 and total + cost > server_limit:
+            busy = max(engine.scheduler.busy_clients for engine in self.engines.values())
+            fair_share = server_limit / (busy + (0 if mine > 0 else 1))
+            if mine + cost > fair_share:
+                raise self.overloaded(
+                    f"{total:.1f} s of estimated inference is queued (limit {server_limit:g} s) and this client "
+                    f"is past its fair share ({fair_share:.1f} s)"
+                )
 
     def overloaded(self, why: str) -> Overloaded:
         retry = self.settings.retry_after_seconds
@@ -83,17 +144,29 @@ class ServiceCore:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    @property
+    def work_in_flight(self) -> int:
+        """Open segments, recognitions and Recognize calls that a drain waits for."""
+        return self.open_segments + len(self._tasks) + self.calls_in_flight
+
     async def drain(self, grace: float) -> bool:
-        """Refuse new work and wait up to ``grace`` seconds for in-flight segments; True if all finished."""
+        """Refuse new segments and calls; let open segments end and every recognition and Recognize
+        call finish, for up to ``grace`` seconds. True if all finished."""
         self.draining = True
-        if not self._tasks:
-            return True
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        deadline = time.monotonic() + grace
+        while self.open_segments or self.calls_in_flight:  # their end (or result) is still to come
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        pending: set[asyncio.Task[None]] = set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
-        if pending:
-            log.warning("drain: %d segment(s) still running after %.1f s were cancelled", len(pending), grace)
-        return not pending
+        left = self.open_segments + self.calls_in_flight + len(pending)
+        if left:
+            log.warning("drain: %d segment(s) or call(s) still running after %.1f s were cancelled", left, grace)
+        return not left
 
     def close(self) -> None:
         for engine in self.engines.values():

@@ -5,6 +5,13 @@ Tokens come from a file (``--auth-token-file``), one per line: ``<token> [name]`
 digests of the tokens are kept in memory and they are compared in constant time; logs name a token
 by its ``name`` (or the first 8 hex digits of its digest), never by the token itself. The health
 service is exempt, so that load balancers and orchestrators can probe without a token.
+
+The token is checked from the call's metadata *before* any request body is read: a refused call is
+answered by a handler that never reads its request, so a stranger's megabytes cost no memory.
+
+A call's *client identity* (what fair share and per-client limits count) is the token's name, else
+the client certificate's identity (mutual TLS), else what the client says (the device id of a
+stream, the peer address of a Recognize call). Only the first two are trustworthy.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from voxrelay import tlsinfo
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import InvalidArgument, VoxrelayError
 
@@ -102,27 +110,40 @@ def principal_of(context: grpc.aio.ServicerContext) -> str:
     return identities[0].decode("utf-8", errors="replace") if identities else ""
 
 
+def client_identity(context: grpc.aio.ServicerContext, tokens: TokenSet | None) -> str | None:
+    """The trustworthy identity of a call: ``token:<name>`` or ``cert:<identity>``; None if it has neither
+    (the caller then names itself: ``device:<id>`` or ``peer:<address>``)."""
+    if tokens is not None:
+        name = tokens.principal(context.invocation_metadata())
+        if name is not None:
+            return f"token:{name}"
+    identities = context.peer_identities()
+    if identities:
+        return "cert:" + identities[0].decode("utf-8", errors="replace")[:128]
+    return None
+
+
+def peer_host(context: grpc.aio.ServicerContext) -> str:
+    """``peer:<ip>`` of a call (the port left out: one machine is one client)."""
+    peer = context.peer() or "unknown"
+    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    return f"peer:{host[:64]}"
+
+
 Handler = Callable[..., Awaitable[Any]]
 
 
-def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that ends the call with UNAUTHENTICATED."""
+def _refusal(message: str) -> grpc.RpcMethodHandler:
+    """A handler that ends the call with UNAUTHENTICATED without reading its request.
 
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    It is request-streaming whatever the method: gRPC then hands the request over only when the
+    handler asks for it, and this one never does, so the body is discarded unread.
+    """
+
+    async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    kind = (handler.request_streaming, handler.response_streaming)
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[kind]
-    return make(
-        refuse,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
@@ -140,10 +161,8 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         if method.startswith(EXEMPT_PREFIXES):
             return await continuation(details)
         metadata = details.invocation_metadata
-        principal = self.tokens.principal(metadata)
-        handler = await continuation(details)
-        if principal is not None or handler is None:
-            return handler
+        if self.tokens.principal(metadata) is not None:
+            return await continuation(details)
         given = bearer_token(metadata) is not None
         message = (
             "the device token is not accepted by this server; check --auth-token-file"
@@ -151,8 +170,8 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             else "this server needs a device token: send `authorization: Bearer <token>` metadata "
             "(voxrelay: --auth-token-file)"
         )
-        log.info("refused %s: %s token", method, "unknown" if given else "no")
-        return _refusal(handler, message)
+        log.info("refused %s: %s token", method[:80], "unknown" if given else "no")
+        return _refusal(message)
 
 
 def token_set(settings: ServerSettings) -> TokenSet | None:
@@ -170,6 +189,33 @@ def interceptors(settings: ServerSettings, tokens: TokenSet | None = None) -> li
     return [TokenInterceptor(tokens)]
 
 
+def check_certificates(settings: ServerSettings, chain: bytes, key: bytes, client_ca: bytes | None) -> None:
+    """Refuse an expired, not yet valid or mismatched server certificate; warn when it expires soon."""
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    problem = tlsinfo.check_pair("--tls-cert", settings.tls_cert, chain, "--tls-key", settings.tls_key, key)
+    if problem is not None:
+        raise VoxrelayError(problem)
+    for leaf in tlsinfo.certificates(chain)[:1]:
+        days = leaf.expires_within(tlsinfo.EXPIRY_WARNING_DAYS)
+        if days is not None:
+            log.warning(
+                "--tls-cert: the certificate in %s (%s) expires on %s UTC, in %.1f days; renew it before then",
+                settings.tls_cert,
+                leaf.subject,
+                f"{leaf.not_after:%Y-%m-%d %H:%M}",
+                days,
+            )
+    for ca in tlsinfo.certificates(client_ca or b""):
+        problem = ca.validity_problem()
+        if problem is not None:
+            log.warning(
+                "--tls-client-ca: %s (%s) %s: client certificates it signed are refused",
+                settings.tls_client_ca,
+                ca.subject,
+                problem,
+            )
+
+
 def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     """TLS credentials from the PEM files of ``settings`` (None for plaintext)."""
     if settings.tls_cert is None or settings.tls_key is None:
@@ -180,6 +226,7 @@ def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | Non
     for flag, data, marker in (("--tls-cert", chain, b"CERTIFICATE"), ("--tls-key", key, b"PRIVATE KEY")):
         if b"-----BEGIN" not in data or marker not in data:
             raise VoxrelayError(f"{flag}: not a PEM file holding a {marker.decode().lower()}")
+    check_certificates(settings, chain, key, client_ca)
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 import time
@@ -17,7 +18,7 @@ from voxrelay.cloud.backends import load_backend
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
 from voxrelay.cloud.fronts import Front
-from voxrelay.cloud.handlers import add_recognizer
+from voxrelay.cloud.handlers import add_recognizer, receive_limits
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
@@ -52,12 +53,44 @@ def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
     return engines
 
 
-def _channel_options(settings: ServerSettings) -> list[tuple[str, int]]:
-    # A Recognize request may carry max_segment_seconds of the widest accepted format.
-    widest = int(settings.max_segment_seconds * settings.max_sample_rate_hz * 2 * 4)
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one (every connection is a file); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as err:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, err)
+    return int(soft)
+
+
+def connection_limit(settings: ServerSettings, open_files: int) -> int:
+    """max_connections, kept below the open-file limit (with room for the model, logs and metrics)."""
+    room = max(16, open_files - 128)
+    if settings.max_connections > room:
+        log.warning(
+            "max connections %d is above what the open-file limit (%d) allows; using %d",
+            settings.max_connections,
+            open_files,
+            room,
+        )
+    return min(settings.max_connections, room)
+
+
+def _channel_options(settings: ServerSettings, max_connections: int) -> list[tuple[str, int]]:
+    # gRPC's limit is the largest message of the contract (a Recognize request); each method's own
+    # bound is held by its deserializer (see handlers.receive_limits).
+    largest = max(receive_limits(settings).values())
     return [
-        ("grpc.max_receive_message_length", max(4 << 20, widest + (64 << 10))),
+        ("grpc.max_receive_message_length", largest),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.max_connection_idle_ms", int(settings.connection_idle_seconds * 1000)),
+        ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_seconds * 1000)),
+        # HTTP/2 streams per connection: the server's streams and a Recognize call per slot.
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams + 64),
         # Ping clients so that a vanished one frees its stream; cut off clients that ping too often.
         ("grpc.keepalive_time_ms", int(settings.keepalive_seconds * 1000)),
         ("grpc.keepalive_timeout_ms", 10_000),
@@ -121,10 +154,13 @@ async def create_server(
     """
     if engines is None:
         engines = await asyncio.to_thread(load_engines, settings)
-    core = ServiceCore(settings, engines, metrics)
     tokens = security.token_set(settings)
-    server = grpc.aio.server(options=_channel_options(settings), interceptors=security.interceptors(settings, tokens))
-    add_recognizer(RecognizerService(core), server)
+    core = ServiceCore(settings, engines, metrics, tokens)
+    limit = connection_limit(settings, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    server = grpc.aio.server(
+        options=_channel_options(settings, limit), interceptors=security.interceptors(settings, tokens)
+    )
+    add_recognizer(RecognizerService(core), server, receive_limits(settings))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
@@ -204,7 +240,8 @@ async def _run(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info(
-        "stopping: finishing in-flight segments (grace %.1f s); press Ctrl-C again to stop now",
+        "stopping: open segments and in-flight calls may finish within %.1f s, new work is refused; "
+        "press Ctrl-C again to stop now",
         settings.grace_seconds,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -215,6 +252,7 @@ async def _run(
 
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit status."""
+    log.info("open-file limit: %d", raise_open_file_limit())
     try:
         asyncio.run(_serve(settings))
     except VoxrelayError as err:

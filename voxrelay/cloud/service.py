@@ -10,7 +10,7 @@ import grpc
 from voxrelay import __version__
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.metrics import CloudMetrics
-from voxrelay.cloud.security import principal_of
+from voxrelay.cloud.security import client_identity, peer_host, principal_of
 from voxrelay.cloud.session import StreamSession
 from voxrelay.cloud.unary import check_length, recognize_utterance
 from voxrelay.cloud.wire import decode_options, limits, model_info, wire_format
@@ -43,26 +43,16 @@ class RecognizerService(pb_grpc.RecognizerServicer):
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResponse]:
         core = self.core
-        if core.draining:
-            await abort(
-                context,
-                Unavailable("the server is draining; connect to another replica or retry later"),
-                core.metrics,
-            )
-        if core.active_streams >= core.settings.max_concurrent_streams:
-            await abort(
-                context,
-                core.overloaded(
-                    f"{core.active_streams} concurrent streams (limit {core.settings.max_concurrent_streams})"
-                ),
-                core.metrics,
-            )
+        client = client_identity(context, core.tokens)
+        # Without a trustworthy identity the config's device id names the client; until it comes,
+        # the stream counts against the peer's address.
+        provisional = client if client is not None else peer_host(context)
         try:
-            core.admit()  # a full queue refuses new streams before they send any audio
+            core.admit_stream(provisional)
         except VoxrelayError as err:
             await abort(context, err, core.metrics)
         core.active_streams += 1
-        session = StreamSession(core, context.peer(), principal_of(context))
+        session = StreamSession(core, context.peer(), principal_of(context), client, provisional)
         try:
             async for response in session.responses(request_iterator):
                 yield response
@@ -77,11 +67,12 @@ class RecognizerService(pb_grpc.RecognizerServicer):
 
     async def Recognize(self, request: pb.RecognizeRequest, context: grpc.aio.ServicerContext) -> pb.RecognitionResult:
         core = self.core
+        client = client_identity(context, core.tokens) or peer_host(context)
         try:
             try:
                 engine = core.engine_for("options.model", request.options.model)
                 fmt = wire_format("format", request.format, core.settings)
-                options = decode_options("options", request.options, core.settings, engine.model)
+                options = decode_options("options", request.options, core.settings, engine.model, engine.count_tokens)
                 if not request.audio:
                     raise InvalidArgument("audio: empty; a Recognize request carries the utterance's audio bytes")
                 seconds = fmt.seconds(len(request.audio))
@@ -95,7 +86,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
                 core.metrics.request("grpc", err.grpc_code.name)
                 raise
             _, result = await recognize_utterance(
-                core, engine, seconds, lambda: fmt.decode("audio", request.audio), options, front="grpc"
+                core, engine, seconds, lambda: fmt.decode("audio", request.audio), options, front="grpc", client=client
             )
         except VoxrelayError as err:
             log.info("Recognize from %s refused: %s: %s", context.peer(), err.grpc_code.name, err.message)

@@ -8,14 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import grpc
-
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
-from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError
+from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError, shown
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,7 @@ class OpenSegment:
     offset: float
     chunks: list[bytes] = field(default_factory=list)
     n_bytes: int = 0
+    opened_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,24 @@ class SessionState:
 _DONE = object()
 
 
-class IdleStream(VoxrelayError):
-    """A stream that sent nothing for too long while nothing was pending."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
 class StreamSession:
     """Reads one client's requests, answers acks at once and results in the order segments ended."""
 
-    def __init__(self, core: ServiceCore, peer: str, principal: str = "") -> None:
+    def __init__(
+        self, core: ServiceCore, peer: str, principal: str = "", client: str | None = None, provisional: str = ""
+    ) -> None:
         self.core = core
         self.peer = peer
         # Who is calling (a token digest or TLS identity): cached results are kept apart per principal.
         self.principal = principal
+        # Who fair share counts: a trustworthy identity, or (None) the device id the config names;
+        # until then the stream counts against ``provisional`` (the peer address).
+        self.client = client
+        self._counted_as: str | None = client if client is not None else provisional
+        core.streams_by_client[self._counted_as] += 1
         # Segments ended on this stream whose response has not gone out yet.
         self._pending = 0
-        self._last_activity = time.monotonic()
+        self._last_activity = self._opened = time.monotonic()
         self._out: asyncio.Queue[object] = asyncio.Queue()
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._state: SessionState | None = None
@@ -102,6 +103,12 @@ class StreamSession:
         if self._segment is not None:
             self._segment.chunks.clear()
             self._segment = None
+            self.core.open_segments -= 1
+        if self._counted_as is not None:
+            self.core.streams_by_client[self._counted_as] -= 1
+            if self.core.streams_by_client[self._counted_as] <= 0:
+                del self.core.streams_by_client[self._counted_as]
+            self._counted_as = None
         for queue in (self._out, self._results):
             while not queue.empty():
                 item = queue.get_nowait()
@@ -115,7 +122,7 @@ class StreamSession:
                 await self._handle(request)
             if self._segment is not None:
                 raise InvalidArgument(
-                    f"end: the stream closed while segment {self._segment.segment_id!r} was open; "
+                    f"end: the stream closed while segment {shown(self._segment.segment_id)} was open; "
                     "send its end before closing"
                 )
             if self._state is None:
@@ -125,25 +132,32 @@ class StreamSession:
         # Results of every segment that ended go out first, then the stream ends (with the error).
         await self._results.put(error if error is not None else _DONE)
 
+    def _deadline(self) -> tuple[float, VoxrelayError]:
+        """When this stream is to be closed if nothing changes, and with what error."""
+        segment = self._segment
+        opened = None
+        if segment is not None and self._state is not None:
+            opened = OpenSegmentClock(segment.segment_id, segment.opened_at, self._state.fmt.seconds(segment.n_bytes))
+        return stream_deadline(
+            self.core.settings, self._state is not None, self._opened, self._last_activity, bool(self._pending), opened
+        )
+
     async def _within_idle_limit(self, requests: AsyncIterator[pb.StreamRequest]) -> AsyncIterator[pb.StreamRequest]:
-        """The requests; a stream with nothing pending that sends nothing for stream_idle_seconds ends."""
-        idle = self.core.settings.stream_idle_seconds
+        """The requests; a stream that sends no config, nothing at all with nothing pending, or an open
+        segment's audio far slower than real time, is closed when its deadline passes."""
         iterator = aiter(requests)
         waiting: asyncio.Task[pb.StreamRequest] | None = None
         try:
             while True:
                 if waiting is None:
                     waiting = asyncio.ensure_future(anext(iterator))
-                left = self._last_activity + idle - time.monotonic()
-                done, _ = await asyncio.wait({waiting}, timeout=max(left, 0.0))
+                deadline, error = self._deadline()
+                done, _ = await asyncio.wait({waiting}, timeout=max(deadline - time.monotonic(), 0.0))
                 if not done:
-                    if self._pending:  # waiting for results is not idleness
-                        self._last_activity = time.monotonic()
-                    elif time.monotonic() - self._last_activity >= idle:
-                        raise IdleStream(
-                            f"the stream sent nothing for {idle:g} s with nothing pending and was closed; "
-                            "reconnect when there is speech to send"
-                        )
+                    if isinstance(error, IdleStream) and self._state is not None and self._pending:
+                        self._last_activity = time.monotonic()  # waiting for results is not idleness
+                    elif time.monotonic() >= deadline:
+                        raise error
                     continue
                 try:
                     request = waiting.result()
@@ -152,6 +166,9 @@ class StreamSession:
                 waiting = None
                 self._last_activity = time.monotonic()
                 yield request
+                deadline, error = self._deadline()
+                if isinstance(error, SlowSegment) and time.monotonic() >= deadline:
+                    raise error  # a trickle of audio keeps a stream busy, never fast enough
         finally:
             if waiting is not None and not waiting.done():
                 waiting.cancel()
@@ -192,7 +209,13 @@ class StreamSession:
         session_id = check_id("config.session_id", config.session_id)
         fmt = wire_format("config.format", config.format, self.core.settings)
         engine = self.core.engine_for("config.options.model", config.options.model)
-        options = decode_options("config.options", config.options, self.core.settings, engine.model)
+        options = decode_options(
+            "config.options", config.options, self.core.settings, engine.model, engine.count_tokens
+        )
+        if self.client is None:  # no token or certificate: the device id names the client
+            self.client = f"device:{device_id}"
+            self.core.check_client_streams(self.client)
+            self._recount(self.client)
         self._state = SessionState(device_id, session_id, fmt, options, engine)
         log.info(
             "stream %s: session %s/%s, %s, model %s",
@@ -207,9 +230,18 @@ class StreamSession:
         )
         await self._out.put(pb.StreamResponse(accepted=accepted))
 
+    def _recount(self, client: str) -> None:
+        counts = self.core.streams_by_client
+        if self._counted_as is not None:
+            counts[self._counted_as] -= 1
+            if counts[self._counted_as] <= 0:
+                del counts[self._counted_as]
+        counts[client] += 1
+        self._counted_as = client
+
     async def _start(self, start: pb.SegmentStart) -> None:
         if self._segment is not None:
-            raise InvalidArgument(f"start: segment {self._segment.segment_id!r} is still open; send its end first")
+            raise InvalidArgument(f"start: segment {shown(self._segment.segment_id)} is still open; send its end first")
         segment_id = check_id("start.segment_id", start.segment_id)
         if start.offset_seconds < 0 or start.offset_seconds != start.offset_seconds:
             raise InvalidArgument(f"start.offset_seconds: {start.offset_seconds} must be a time ≥ 0")
@@ -221,8 +253,9 @@ class StreamSession:
                 f"(limit {self.core.settings.max_pending_segments}); read results before sending more"
             )
         if self.core.results.peek(self._cache_key(segment_id)) is None:  # a resent segment needs no room
-            self.core.admit()
+            self.core.admit(client=self.client)
         self._segment = OpenSegment(segment_id, start.sequence, start.offset_seconds)
+        self.core.open_segments += 1
 
     def _audio(self, chunk: pb.AudioChunk) -> None:
         assert self._state is not None
@@ -237,7 +270,7 @@ class StreamSession:
         seconds = self._state.fmt.seconds(segment.n_bytes)
         if seconds > settings.max_segment_seconds:
             raise LimitExceeded(
-                f"segment {segment.segment_id!r}: {seconds:.1f} s of audio is over the limit of "
+                f"segment {shown(segment.segment_id)}: {seconds:.1f} s of audio is over the limit of "
                 f"{settings.max_segment_seconds:g} s per segment; split long speech into shorter segments"
             )
         segment.chunks.append(chunk.audio)
@@ -251,17 +284,21 @@ class StreamSession:
             raise InvalidArgument("end: no segment is open; send start first")
         if end.segment_id and end.segment_id != segment.segment_id:
             raise InvalidArgument(
-                f"end.segment_id: {end.segment_id!r} does not match the open segment {segment.segment_id!r}"
+                f"end.segment_id: {shown(end.segment_id)} does not match the open segment {shown(segment.segment_id)}"
             )
         if not segment.n_bytes:
-            raise InvalidArgument(f"end: segment {segment.segment_id!r} has no audio")
+            raise InvalidArgument(f"end: segment {shown(segment.segment_id)} has no audio")
         self._segment = None
+        self.core.open_segments -= 1
         ended = time.perf_counter()
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         key = self._cache_key(segment.segment_id)
         if self.core.results.peek(key) is None:
             try:
-                self.core.admit(audio_seconds)
+                # A segment open when a drain began may still end: only new segments are refused.
+                self.core.admit(
+                    audio_seconds, self.client, state.engine.estimate(audio_seconds, state.options), draining_ok=True
+                )
             except VoxrelayError:
                 segment.chunks.clear()
                 raise
@@ -291,7 +328,7 @@ class StreamSession:
         try:
             audio = state.fmt.decode("audio", b"".join(segment.chunks))
             segment.chunks.clear()
-            recognition = await state.engine.recognize(audio, state.options)
+            recognition = await state.engine.recognize(audio, state.options, self.client or "")
         except VoxrelayError as err:
             if not future.done():
                 future.set_exception(err)

@@ -41,8 +41,24 @@ class ServerSettings:
     max_queued_audio_seconds: float = 120.0
     max_pending_segments: int = 32
     retry_after_seconds: float = 2.0
-    # A stream with nothing pending that sends nothing this long is closed (DEADLINE_EXCEEDED).
-    stream_idle_seconds: float = 600.0
+    # Fair share per client identity (token name, else client certificate, else device id): streams
+    # and estimated inference seconds queued or running, per client and for the whole server.
+    max_client_streams: int = 16
+    max_queued_work_seconds: float = 120.0
+    max_client_queued_work_seconds: float = 30.0
+    # A stream with nothing pending that sends nothing this long is closed (DEADLINE_EXCEEDED), and
+    # so is one that sends no config within config_timeout_seconds of opening.
+    stream_idle_seconds: float = 60.0
+    config_timeout_seconds: float = 10.0
+    # An open segment whose audio arrives slower than min_audio_rate × real time, measured from
+    # slow_grace_seconds after its start, is refused (RESOURCE_EXHAUSTED): a trickle holds a slot.
+    min_audio_rate: float = 0.25
+    slow_grace_seconds: float = 10.0
+    # Connections: at most max_connections at once; one without calls for connection_idle_seconds,
+    # or that has not finished its handshake within handshake_timeout_seconds, is closed.
+    max_connections: int = 2048
+    connection_idle_seconds: float = 300.0
+    handshake_timeout_seconds: float = 10.0
     # HTTP/2 keepalive: the server pings every keepalive_seconds and drops a client that does not
     # answer within 10 s; a client pinging more often than every min_client_ping_seconds is cut off.
     keepalive_seconds: float = 30.0
@@ -118,8 +134,21 @@ class ServerSettings:
             raise InvalidArgument(f"max_pending_segments: {self.max_pending_segments} must be at least 1")
         if not 0 < self.retry_after_seconds <= 600:
             raise InvalidArgument(f"retry_after_seconds: {self.retry_after_seconds} is out of range (0..600]")
-        if not self.stream_idle_seconds > 0:
-            raise InvalidArgument(f"stream_idle_seconds: {self.stream_idle_seconds} must be positive")
+        if not self.stream_idle_seconds > 0 or not self.config_timeout_seconds > 0:
+            raise InvalidArgument("stream_idle_seconds and config_timeout_seconds must be positive")
+        if self.max_client_streams < 1:
+            raise InvalidArgument(f"max_client_streams: {self.max_client_streams} must be at least 1")
+        if not 0 < self.max_client_queued_work_seconds <= self.max_queued_work_seconds:
+            raise InvalidArgument(
+                f"max_client_queued_work_seconds: {self.max_client_queued_work_seconds} must be positive and at "
+                f"most max_queued_work_seconds ({self.max_queued_work_seconds:g})"
+            )
+        if not 0 <= self.min_audio_rate < 1 or not self.slow_grace_seconds > 0:
+            raise InvalidArgument("min_audio_rate must be in [0, 1) and slow_grace_seconds positive")
+        if self.max_connections < 1 or not self.connection_idle_seconds > 0 or not self.handshake_timeout_seconds > 0:
+            raise InvalidArgument(
+                "max_connections, connection_idle_seconds and handshake_timeout_seconds must be positive"
+            )
         if not self.keepalive_seconds >= 1 or not self.min_client_ping_seconds >= 1:
             raise InvalidArgument("keepalive_seconds and min_client_ping_seconds must be at least 1 s")
 

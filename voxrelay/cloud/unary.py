@@ -37,24 +37,30 @@ async def recognize_utterance(
     options: DecodeOptions,
     *,
     front: str,
+    client: str,
 ) -> tuple[Recognition, pb.RecognitionResult]:
-    """Admit ``seconds`` of audio, decode it (float32 16 kHz mono), recognise it and record the metrics.
+    """Admit ``seconds`` of audio for ``client`` (by its estimated cost), decode it (float32 16 kHz mono),
+    recognise it in the client's turn and record the metrics.
 
-    ``decode`` runs only once the utterance is admitted, so a refused request costs no decoding.
-    Errors are counted by the caller's front and raised as they are (the front maps them onto its wire).
+    ``decode`` runs only once the utterance is admitted, so a refused request costs no decoding. A
+    drain lets an admitted call finish. Errors are counted by the caller's front and raised as they
+    are (the front maps them onto its wire).
     """
+    core.calls_in_flight += 1
     try:
-        core.admit(seconds)
+        core.admit(seconds, client, engine.estimate(seconds, options))
         audio = decode()
         core.metrics_audio(seconds)
         core.queued_audio_seconds += seconds
         try:
-            recognition = await engine.recognize(audio, options)
+            recognition = await engine.recognize(audio, options, client)
         finally:
             core.queued_audio_seconds -= seconds
     except VoxrelayError as err:
         core.metrics.request(front, err.grpc_code.name)
         raise
+    finally:
+        core.calls_in_flight -= 1
     result = recognition_result(
         recognition,
         segment_id="",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor, Transcript
 from voxrelay.cloud.engine import Recognition
 from voxrelay.cloud.settings import ServerSettings
-from voxrelay.errors import InvalidArgument
+from voxrelay.errors import InvalidArgument, shown
 from voxrelay.protos import pb
 
 
@@ -31,17 +32,53 @@ def wire_format(field: str, fmt: pb.AudioFormat, settings: ServerSettings) -> Wi
     )
 
 
+# Whisper's decoder context is 448 tokens and the prompt gets at most half of it: the start-of-previous
+# token and 223 tokens of text (faster-whisper and openai-whisper cut anything longer from the front).
+MAX_PROMPT_TOKENS = 223
+# Characters beyond which a prompt is refused without tokenizing it (no tokenizer makes fewer than 1
+# token per 8 characters of text).
+MAX_PROMPT_CHARACTERS = MAX_PROMPT_TOKENS * 8
+
+
+def check_prompt(field: str, options: pb.RecognitionOptions, count_tokens: Callable[[str], int] | None) -> None:
+    """initial_prompt and hotwords together within what Whisper's prompt can hold (``field``: the prefix
+    of the names in messages, with its dot)."""
+    given = [("initial_prompt", options.initial_prompt), ("hotwords", options.hotwords)]
+    characters = sum(len(text) for _, text in given)
+    if characters > MAX_PROMPT_CHARACTERS:
+        raise InvalidArgument(
+            f"{field}initial_prompt: {characters} characters of initial_prompt and hotwords are far over Whisper's "
+            f"prompt of {MAX_PROMPT_TOKENS} tokens; shorten them"
+        )
+    if count_tokens is None or not characters:
+        return
+    counts = {name: count_tokens(text) for name, text in given if text}
+    total = sum(counts.values())
+    if total > MAX_PROMPT_TOKENS:
+        parts = " + ".join(f"{name} {n}" for name, n in counts.items())
+        raise InvalidArgument(
+            f"{field}initial_prompt: {total} tokens ({parts}) is over Whisper's prompt limit of "
+            f"{MAX_PROMPT_TOKENS} tokens for initial_prompt and hotwords together; the model would ignore the "
+            "rest, so shorten them"
+        )
+
+
 def decode_options(
-    field: str, options: pb.RecognitionOptions, settings: ServerSettings, model: ModelDescriptor
+    field: str,
+    options: pb.RecognitionOptions,
+    settings: ServerSettings,
+    model: ModelDescriptor,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> DecodeOptions:
-    """Validate RecognitionOptions against the server's defaults and the chosen model.
+    """Validate RecognitionOptions against the server's defaults and the chosen model (``count_tokens``:
+    the model's tokenizer, to bound the prompt).
 
     ``field`` prefixes the names in error messages (``options`` → ``options.language: ...``; "" → ``language: ...``).
     """
     field = f"{field}." if field else ""
     language = options.language.strip().lower() or None
     if language is not None and not (2 <= len(language) <= 8 and language.isalpha()):
-        raise InvalidArgument(f"{field}language: {options.language!r} is not a language code such as 'en'")
+        raise InvalidArgument(f"{field}language: {shown(options.language)} is not a language code such as 'en'")
     if language not in (None, "en") and not model.multilingual:
         raise InvalidArgument(
             f"{field}language: {language!r} cannot be recognised by {model.name}, which is English-only; "
@@ -55,8 +92,7 @@ def decode_options(
         )
     if options.task == pb.TRANSLATE and not model.multilingual:
         raise InvalidArgument(f"{field}task: TRANSLATE needs a multilingual model; {model.name} is English-only")
-    if len(options.initial_prompt) > 2000 or len(options.hotwords) > 2000:
-        raise InvalidArgument(f"{field}initial_prompt: initial_prompt and hotwords are limited to 2000 characters each")
+    check_prompt(field, options, count_tokens)
     return DecodeOptions(
         language=language,
         task="translate" if options.task == pb.TRANSLATE else "transcribe",
@@ -87,6 +123,11 @@ def limits(settings: ServerSettings) -> pb.Limits:
         max_queued_audio_seconds=settings.max_queued_audio_seconds,
         max_pending_segments=settings.max_pending_segments,
         stream_idle_seconds=settings.stream_idle_seconds,
+        max_client_streams=settings.max_client_streams,
+        max_queued_work_seconds=settings.max_queued_work_seconds,
+        max_client_queued_work_seconds=settings.max_client_queued_work_seconds,
+        min_audio_rate=settings.min_audio_rate,
+        max_prompt_tokens=MAX_PROMPT_TOKENS,
     )
 
 

@@ -264,7 +264,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_segment_seconds", "max_chunk_bytes", "max_concurrent_streams", "min_sample_rate_hz", "max_sample_rate_hz", "max_queued_audio_seconds", "max_pending_segments", "stream_idle_seconds")
+    __slots__ = ("max_segment_seconds", "max_chunk_bytes", "max_concurrent_streams", "min_sample_rate_hz", "max_sample_rate_hz", "max_queued_audio_seconds", "max_pending_segments", "stream_idle_seconds", "max_client_streams", "max_queued_work_seconds", "max_client_queued_work_seconds", "min_audio_rate", "max_prompt_tokens")
     MAX_SEGMENT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_STREAMS_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,11 @@ class Limits(_message.Message):
     MAX_QUEUED_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_PENDING_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     STREAM_IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLIENT_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_WORK_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLIENT_QUEUED_WORK_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_AUDIO_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     max_segment_seconds: float
     max_chunk_bytes: int
     max_concurrent_streams: int
@@ -281,7 +286,12 @@ class Limits(_message.Message):
     max_queued_audio_seconds: float
     max_pending_segments: int
     stream_idle_seconds: float
-    def __init__(self, max_segment_seconds: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_queued_audio_seconds: _Optional[float] = ..., max_pending_segments: _Optional[int] = ..., stream_idle_seconds: _Optional[float] = ...) -> None: ...
+    max_client_streams: int
+    max_queued_work_seconds: float
+    max_client_queued_work_seconds: float
+    min_audio_rate: float
+    max_prompt_tokens: int
+    def __init__(self, max_segment_seconds: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_queued_audio_seconds: _Optional[float] = ..., max_pending_segments: _Optional[int] = ..., stream_idle_seconds: _Optional[float] = ..., max_client_streams: _Optional[int] = ..., max_queued_work_seconds: _Optional[float] = ..., max_client_queued_work_seconds: _Optional[float] = ..., min_audio_rate: _Optional[float] = ..., max_prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
     __slots__ = ("server_version", "models", "limits", "encodings")

@@ -114,6 +114,10 @@ class Backend(Protocol):
         """Recognise ``audio`` (float32, mono, 16 kHz, in [-1, 1])."""
         ...
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as a prompt in the model's tokenizer (to bound initial_prompt and hotwords)."""
+        ...
+
     def close(self) -> None:
         """Release the model."""
         ...

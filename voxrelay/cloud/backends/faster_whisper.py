@@ -113,6 +113,13 @@ class FasterWhisperBackend:
             words=words,
         )
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as a prompt (faster-whisper encodes it after a space)."""
+        model = self._model
+        if model is None:
+            raise BackendError("the faster-whisper backend is closed")
+        return len(model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids)
+
     def close(self) -> None:
         """Drop the model; CTranslate2 frees its memory when the last reference goes."""
         self._model = None

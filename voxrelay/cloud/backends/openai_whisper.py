@@ -149,6 +149,13 @@ class OpenAIWhisperBackend:
         language = max(probs, key=probs.__getitem__)
         return str(language), float(probs[language])
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as a prompt, in the model's own tokenizer."""
+        from whisper.tokenizer import get_tokenizer
+
+        tokenizer = get_tokenizer(self._descriptor.multilingual)
+        return len(tokenizer.encode(" " + text.strip()))
+
     def close(self) -> None:
         """Drop the model (waits for a transcription in progress)."""
         with self._lock:

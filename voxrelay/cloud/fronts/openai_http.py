@@ -209,6 +209,15 @@ class OpenAIHttpFront:
             return Unauthenticated("the API key (bearer token) is not accepted by this server; check --auth-token-file")
         return Unauthenticated("this server needs an API key: send `Authorization: Bearer <token>`")
 
+    def _client(self, request: web.Request) -> str:
+        """Who fair share counts: the token's name, else the caller's address."""
+        if self.tokens is not None:
+            header = request.headers.get("Authorization")
+            name = self.tokens.principal([("authorization", header)] if header else None)
+            if name is not None:
+                return f"token:{name}"
+        return f"peer:{request.remote or 'unknown'}"
+
     def _error(self, err: VoxrelayError) -> web.Response:
         self.core.metrics.invalid_input(err)
         response = error_response(err)
@@ -236,7 +245,7 @@ class OpenAIHttpFront:
                     initial_prompt=form.prompt,
                     word_timestamps="word" in form.granularities,
                 )
-                options = decode_options("", wire_options, core.settings, engine.model)
+                options = decode_options("", wire_options, core.settings, engine.model, engine.count_tokens)
                 options = dataclasses.replace(options, temperature=form.temperature)
                 audio = await asyncio.to_thread(
                     decode_upload, "file", form.data, form.filename, core.settings.max_segment_seconds
@@ -245,7 +254,9 @@ class OpenAIHttpFront:
                 core.metrics.request(self.name, err.grpc_code.name)
                 raise
             seconds = audio.size / 16000
-            recognition, _ = await recognize_utterance(core, engine, seconds, lambda: audio, options, front=self.name)
+            recognition, _ = await recognize_utterance(
+                core, engine, seconds, lambda: audio, options, front=self.name, client=self._client(request)
+            )
         except VoxrelayError as err:
             log.info("%s from %s refused: %s: %s", request.path, request.remote, err.grpc_code.name, err.message)
             return self._error(err)

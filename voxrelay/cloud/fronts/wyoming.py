@@ -92,6 +92,9 @@ class WyomingHandler(AsyncEventHandler):
         self.language = ""
         self.utterance: _Utterance | None = None
         self.peer = str(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        # Wyoming has no identity of its own: one address is one client for fair share.
+        self.client = f"peer:{peername[0] if isinstance(peername, tuple) and peername else 'unknown'}"
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -181,7 +184,13 @@ class WyomingHandler(AsyncEventHandler):
             core.metrics.request("wyoming", err.grpc_code.name)
             raise
         _, result = await recognize_utterance(
-            core, engine, fmt.seconds(len(data)), lambda: fmt.decode("audio", data), options, front="wyoming"
+            core,
+            engine,
+            fmt.seconds(len(data)),
+            lambda: fmt.decode("audio", data),
+            options,
+            front="wyoming",
+            client=self.client,
         )
         await self.write_event(Transcript(text=result.text, language=result.language or None).event())
 

@@ -209,6 +209,14 @@ class Uplink:
                     retry = err
                 self.stats.reconnects += 1
                 self.stats.refusals[retry.code] += 1
+                if retry.code == "DEADLINE_EXCEEDED" and self._idle(state):
+                    # Closed by the server as idle: there is nothing to send, so reconnect when there is.
+                    log.info("stream to %s closed as idle; reconnecting when there is speech to send", settings.server)
+                    while self._idle(state):
+                        state.changed.clear()
+                        await state.changed.wait()
+                    made_progress()
+                    continue
                 stalled = time.monotonic() - progress[0]
                 if stalled > settings.max_outage_seconds:
                     kept = " (they stay in the spool for the next run)" if self.spool.persistent else ""
@@ -229,6 +237,10 @@ class Uplink:
             raise
         except BaseException as err:
             state.results.put_nowait(err)
+
+    @staticmethod
+    def _idle(state: SessionState) -> bool:
+        return not state.outstanding and state.open is None and not state.events_done
 
 
 @contextlib.asynccontextmanager
