@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from voxrelay.cloud.backends.base import ModelDescriptor
@@ -23,7 +24,9 @@ from voxrelay.cloud.engine import InferenceEngine, ResultCache
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.security import TokenSet
 from voxrelay.cloud.settings import ServerSettings
+from voxrelay.cloud.watch import build_monitor, observation
 from voxrelay.errors import ModelNotFound, Overloaded, Unavailable, shown
+from voxrelay.monitoring.features import VadFeatures
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,11 @@ class ServiceCore:
         # Without a registry from the caller, a fresh one per service (never the global default).
         self.metrics = metrics if metrics is not None else CloudMetrics(CollectorRegistry())
         self.metrics.track(self.engines, lambda: self.active_streams)
+        # Drift monitors (their own thread; started here, stopped by close()).
+        models = {name: engine.model for name, engine in self.engines.items()}
+        self.monitor = build_monitor(settings, models, self.metrics.registry)
+        if self.monitor is not None:
+            self.monitor.start()
 
     def engine_for(self, field: str, name: str) -> InferenceEngine:
         """The engine serving model ``name`` ("" = the default)."""
@@ -169,6 +177,8 @@ class ServiceCore:
         return not left
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
         for engine in self.engines.values():
             engine.close()
 
@@ -176,5 +186,21 @@ class ServiceCore:
     def metrics_audio(self, seconds: float) -> None:
         self.metrics.audio_received(seconds)
 
-    def observe_result(self, model: ModelDescriptor, result: pb.RecognitionResult) -> None:
+    def observe_result(
+        self,
+        model: ModelDescriptor,
+        result: pb.RecognitionResult,
+        audio: np.ndarray | None = None,
+        vad: VadFeatures | None = None,
+        session: str = "",
+    ) -> None:
+        """A recognised segment: counted in the metrics, and handed to the monitor (which never blocks)."""
         self.metrics.observe_result(model, result)
+        if self.monitor is not None:
+            self.monitor.submit(self.model_key(model), observation(result, audio, vad, session))
+
+    def model_key(self, model: ModelDescriptor) -> str:
+        for name, engine in self.engines.items():
+            if engine.model is model:
+                return name
+        return model.name

@@ -13,6 +13,7 @@ from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.security import client_identity, peer_host, principal_of
 from voxrelay.cloud.session import StreamSession
 from voxrelay.cloud.unary import check_length, recognize_utterance
+from voxrelay.cloud.watch import monitoring_info
 from voxrelay.cloud.wire import decode_options, limits, model_info, wire_format
 from voxrelay.errors import InvalidArgument, Overloaded, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
@@ -100,4 +101,5 @@ class RecognizerService(pb_grpc.RecognizerServicer):
             models=[model_info(engine.model) for engine in self.core.engines.values()],
             limits=limits(self.core.settings),
             encodings=[pb.LINEAR16, pb.FLOAT32],
+            monitoring=monitoring_info(self.core.monitor),
         )

@@ -13,8 +13,10 @@ from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
 from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
+from voxrelay.cloud.watch import vad_features
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
 from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError, shown
+from voxrelay.monitoring.features import VadFeatures
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class OpenSegment:
     chunks: list[bytes] = field(default_factory=list)
     n_bytes: int = 0
     opened_at: float = field(default_factory=time.monotonic)
+    # What the edge's VAD said about it (sent with its end), for the drift monitors.
+    vad: VadFeatures | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,7 @@ class StreamSession:
             raise InvalidArgument(f"end: segment {shown(segment.segment_id)} has no audio")
         self._segment = None
         self.core.open_segments -= 1
+        segment.vad = vad_features(end.vad if end.HasField("vad") else None)
         ended = time.perf_counter()
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         key = self._cache_key(segment.segment_id)
@@ -349,7 +354,9 @@ class StreamSession:
         )
         # Queue wait counts from the segment's end: decoding and waiting for a worker.
         result.timings.queue_wait_seconds = max(0.0, time.perf_counter() - ended - recognition.inference)
-        self.core.observe_result(state.engine.model, result)
+        self.core.observe_result(
+            state.engine.model, result, audio, segment.vad, f"{state.device_id}/{state.session_id}"
+        )
         if not future.done():
             future.set_result(result)
 

@@ -78,6 +78,14 @@ class ServerSettings:
     wyoming_port: int | None = None
     # Wyoming carries no token: with auth_token_file set, its clients are trusted only if this is set.
     wyoming_trusted: bool = False
+    # Drift monitoring: on by default; thresholds file (None: the shipped defaults), reference
+    # profiles (one per model; a model without one learns its reference from its first segments),
+    # the WER calibration (None: the shipped one), and the built-in live page's port (None: off).
+    monitoring: bool = True
+    thresholds_file: str | None = None
+    profiles: tuple[str, ...] = ()
+    calibration_file: str | None = None
+    dashboard_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -102,6 +110,10 @@ class ServerSettings:
             raise InvalidArgument("sample rate limits must include 16000 Hz")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise InvalidArgument(f"metrics_port: {self.metrics_port} is not a TCP port (0..65535)")
+        if self.dashboard_port is not None and not 0 <= self.dashboard_port <= 65535:
+            raise InvalidArgument(f"dashboard_port: {self.dashboard_port} is not a TCP port (0..65535)")
+        if self.dashboard_port is not None and not self.monitoring:
+            raise InvalidArgument("dashboard_port: the live page shows the monitors; leave --no-monitoring out")
         if self.grace_seconds < 0:
             raise InvalidArgument(f"grace_seconds: {self.grace_seconds} must not be negative")
         self._check_robustness()

@@ -69,6 +69,6 @@ async def recognize_utterance(
         model=engine.model,
         slot=core.settings.slot,
     )
-    core.observe_result(engine.model, result)
+    core.observe_result(engine.model, result, audio)
     core.metrics.request(front, "OK")
     return recognition, result

@@ -294,13 +294,35 @@ class Limits(_message.Message):
     def __init__(self, max_segment_seconds: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_queued_audio_seconds: _Optional[float] = ..., max_pending_segments: _Optional[int] = ..., stream_idle_seconds: _Optional[float] = ..., max_client_streams: _Optional[int] = ..., max_queued_work_seconds: _Optional[float] = ..., max_client_queued_work_seconds: _Optional[float] = ..., min_audio_rate: _Optional[float] = ..., max_prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("server_version", "models", "limits", "encodings")
+    __slots__ = ("server_version", "models", "limits", "encodings", "monitoring")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ENCODINGS_FIELD_NUMBER: _ClassVar[int]
+    MONITORING_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     limits: Limits
     encodings: _containers.RepeatedScalarFieldContainer[AudioEncoding]
-    def __init__(self, server_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., encodings: _Optional[_Iterable[_Union[AudioEncoding, str]]] = ...) -> None: ...
+    monitoring: _containers.RepeatedCompositeFieldContainer[MonitoringInfo]
+    def __init__(self, server_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., encodings: _Optional[_Iterable[_Union[AudioEncoding, str]]] = ..., monitoring: _Optional[_Iterable[_Union[MonitoringInfo, _Mapping]]] = ...) -> None: ...
+
+class MonitoringInfo(_message.Message):
+    __slots__ = ("model", "reference_source", "reference_origin", "reference_segments", "learn_segments", "reference_created", "drifting", "estimated_wer")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    LEARN_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_CREATED_FIELD_NUMBER: _ClassVar[int]
+    DRIFTING_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_WER_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    reference_source: str
+    reference_origin: str
+    reference_segments: int
+    learn_segments: int
+    reference_created: str
+    drifting: _containers.RepeatedScalarFieldContainer[str]
+    estimated_wer: float
+    def __init__(self, model: _Optional[str] = ..., reference_source: _Optional[str] = ..., reference_origin: _Optional[str] = ..., reference_segments: _Optional[int] = ..., learn_segments: _Optional[int] = ..., reference_created: _Optional[str] = ..., drifting: _Optional[_Iterable[str]] = ..., estimated_wer: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,172 @@
+"""Drift detection for one model deployment: two windows per feature, scored against its reference.
+
+:meth:`DriftDetector.add` is O(1) per feature (a ring-buffer write); :meth:`DriftDetector.score`
+compares each window holding at least ``min_segments`` values with the reference and updates each
+feature's alarm. Without a profile the first ``learn_segments`` segments become the reference.
+Not thread-safe: the :class:`~voxrelay.monitoring.monitor.Monitor` calls it from its one thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxrelay.monitoring.features import BY_NAME, CATEGORICAL, CONTINUOUS, NAMES, RATE
+from voxrelay.monitoring.profile import OTHER, ModelRef, ReferenceProfile, build_profile
+from voxrelay.monitoring.stats import Score, Window, score_categorical, score_continuous, score_rate
+from voxrelay.monitoring.thresholds import DriftSettings
+
+WINDOWS = ("short", "long")
+
+
+@dataclass(frozen=True)
+class FeatureState:
+    """What the dashboard and GetInfo show for one feature."""
+
+    feature: str
+    side: str
+    reference: str
+    reference_value: float
+    current: dict[str, float]  # window -> median / rate of the window
+    scores: dict[str, Score]
+    alarm: bool
+
+
+class DriftDetector:
+    def __init__(
+        self,
+        model: ModelRef,
+        settings: DriftSettings,
+        profile: ReferenceProfile | None = None,
+        learn_forever: bool = False,
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.features = tuple(n for n in NAMES if n not in settings.ignore)
+        self.windows = {n: {w: Window(self._size(w)) for w in WINDOWS} for n in self.features}
+        self.profile = profile
+        self.learning: dict[str, list[float | str]] | None = None if profile else {n: [] for n in self.features}
+        self.learned_segments = 0
+        self.learn_forever = learn_forever
+        self.scores: dict[str, dict[str, Score]] = {}
+        self.alarms: dict[str, bool] = dict.fromkeys(self.features, False)
+        self._streak: dict[str, int] = dict.fromkeys(self.features, 0)
+        self._codes: dict[str, dict[str, int]] = {}
+        if profile is not None:
+            self._index_categories(profile)
+
+    def _size(self, window: str) -> int:
+        return self.settings.short_window if window == "short" else self.settings.long_window
+
+    def _index_categories(self, profile: ReferenceProfile) -> None:
+        for name, ref in profile.features.items():
+            if ref.kind == CATEGORICAL:
+                self._codes[name] = {c: i for i, c in enumerate(ref.categories)}
+
+    @property
+    def reference_source(self) -> str:
+        if self.profile is None:
+            return "learning"
+        return self.profile.source
+
+    def add(self, values: dict[str, float | str]) -> None:
+        """One segment's feature values."""
+        if self.learning is not None:
+            for name, value in values.items():
+                if name in self.learning:
+                    self.learning[name].append(value)
+            self.learned_segments += 1
+            if not self.learn_forever and self.learned_segments >= self.settings.learn_segments:
+                self._finish_learning()
+            return
+        for name, value in values.items():
+            windows = self.windows.get(name)
+            if windows is None:
+                continue
+            if isinstance(value, str):
+                codes = self._codes.get(name)
+                if codes is None:
+                    continue
+                number = float(codes.get(value, codes[OTHER]))
+            else:
+                number = float(value)
+            if not math.isfinite(number):
+                continue
+            for window in windows.values():
+                window.add(number)
+
+    def learned_profile(self, source: str, origin: str) -> ReferenceProfile:
+        """A profile of the segments learned so far."""
+        if self.learning is None:
+            raise ValueError("not learning")
+        return build_profile(self.learning, self.model, source, origin, self.learned_segments)
+
+    def _finish_learning(self) -> None:
+        n = self.learned_segments
+        self.profile = self.learned_profile("learned", f"the first {n} segments served")
+        self._index_categories(self.profile)
+        self.learning = None
+
+    def score(self) -> None:
+        """Score every window that holds enough values and update the alarms."""
+        profile = self.profile
+        if profile is None:
+            return
+        s = self.settings
+        for name in self.features:
+            ref = profile.features.get(name)
+            if ref is None:
+                continue
+            scores: dict[str, Score] = {}
+            for window_name, window in self.windows[name].items():
+                if window.count < s.min_segments:
+                    continue
+                values = window.values()
+                if ref.kind == CONTINUOUS:
+                    scores[window_name] = score_continuous(
+                        np.asarray(ref.sample), np.asarray(ref.edges), np.asarray(ref.proportions), ref.scale, values
+                    )
+                elif ref.kind == RATE:
+                    scores[window_name] = score_rate(ref.rate, ref.n, values)
+                else:
+                    scores[window_name] = score_categorical(np.asarray(ref.proportions), ref.n, values)
+            self.scores[name] = scores
+            drifting = any(
+                score.p_value < s.p_value and score.psi > (s.psi_short if w == "short" else s.psi_long)
+                for w, score in scores.items()
+            )
+            streak = self._streak[name]
+            if drifting != self.alarms[name]:
+                streak += 1
+                if streak >= s.consecutive:
+                    self.alarms[name] = drifting
+                    streak = 0
+            else:
+                streak = 0
+            self._streak[name] = streak
+
+    def firing(self) -> list[str]:
+        return [name for name, on in self.alarms.items() if on]
+
+    def states(self) -> list[FeatureState]:
+        out = []
+        profile = self.profile
+        for name in self.features:
+            ref = profile.features.get(name) if profile is not None else None
+            scores = self.scores.get(name, {})
+            out.append(
+                FeatureState(
+                    feature=name,
+                    side=BY_NAME[name].side,
+                    reference=ref.describe()
+                    if ref is not None
+                    else ("learning" if profile is None else "not in profile"),
+                    reference_value=ref.median if ref is not None else math.nan,
+                    current={w: sc.current for w, sc in scores.items()},
+                    scores=scores,
+                    alarm=self.alarms[name],
+                )
+            )
+        return out
