@@ -10,6 +10,7 @@ from typing import Any
 
 from voxrelay import __version__
 from voxrelay.cli_edge import add_edge_commands
+from voxrelay.cli_monitor import add_monitor_commands
 from voxrelay.errors import InvalidArgument, VoxrelayError
 
 USAGE_ERROR = 2
@@ -63,6 +64,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     _add_serve_guards(p, d)
     _add_serve_fronts(p, d)
+    _add_serve_monitoring(p)
     p.set_defaults(run=_run_serve)
 
 
@@ -91,6 +93,39 @@ def _add_serve_fronts(p: argparse.ArgumentParser, d: Any) -> None:
         "--wyoming-trusted",
         action="store_true",
         help="with --auth-token-file, accept Wyoming clients anyway (Wyoming carries no token)",
+    )
+
+
+def _add_serve_monitoring(p: argparse.ArgumentParser) -> None:
+    """Drift monitors, thresholds and the built-in live page of ``serve``."""
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        metavar="PORT",
+        help="serve the built-in live page on http://HOST:PORT/ (0 picks a free port)",
+    )
+    p.add_argument(
+        "--thresholds",
+        metavar="YAML",
+        dest="thresholds_file",
+        help="drift and alert thresholds (default: the shipped file; see `voxrelay alerts defaults`)",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        dest="profiles",
+        metavar="JSON",
+        help="reference profile of a model served (from `voxrelay profile`); repeat for several models. "
+        "A model without one learns its reference from its first segments",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="JSON",
+        dest="calibration_file",
+        help="WER calibration for voxrelay_asr_estimated_wer (from `voxrelay eval --calibration-out`)",
+    )
+    p.add_argument(
+        "--no-monitoring", action="store_false", dest="monitoring", help="no drift monitors (and no live page)"
     )
 
 
@@ -215,6 +250,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         http_max_upload_bytes=int(args.http_max_upload_mb * (1 << 20)),
         wyoming_port=args.wyoming_port,
         wyoming_trusted=args.wyoming_trusted,
+        monitoring=args.monitoring,
+        thresholds_file=args.thresholds_file,
+        profiles=tuple(args.profiles or ()),
+        calibration_file=args.calibration_file,
+        dashboard_port=args.dashboard_port,
     )
     return serve(settings)
 
@@ -230,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     add_edge_commands(sub)
+    add_monitor_commands(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ from voxrelay.cloud.settings import ServerSettings
 from voxrelay.cloud.watch import build_monitor, observation
 from voxrelay.errors import ModelNotFound, Overloaded, Unavailable, shown
 from voxrelay.monitoring.features import VadFeatures
+from voxrelay.monitoring.monitor import Monitor
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class ServiceCore:
         engines: Mapping[str, InferenceEngine],
         metrics: CloudMetrics | None = None,
         tokens: TokenSet | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         if not engines:
             raise ValueError("at least one engine is needed")
@@ -63,7 +65,7 @@ class ServiceCore:
         self.metrics.track(self.engines, lambda: self.active_streams)
         # Drift monitors (their own thread; started here, stopped by close()).
         models = {name: engine.model for name, engine in self.engines.items()}
-        self.monitor = build_monitor(settings, models, self.metrics.registry)
+        self.monitor = monitor if monitor is not None else build_monitor(settings, models, self.metrics.registry)
         if self.monitor is not None:
             self.monitor.start()
 

@@ -24,6 +24,7 @@ from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import MissingDependency, VoxrelayError
 from voxrelay.exposition import ExportSettings, MetricsExporter, exported, new_registry
+from voxrelay.monitoring.monitor import Monitor
 from voxrelay.protos import SERVICE_NAME
 
 log = logging.getLogger(__name__)
@@ -147,15 +148,18 @@ async def create_server(
     settings: ServerSettings,
     engines: Mapping[str, InferenceEngine] | None = None,
     metrics: CloudMetrics | None = None,
+    monitor: Monitor | None = None,
 ) -> tuple[RecognizerServer, int]:
     """Build and start the server; returns it and the port it is bound to (settings.port 0 picks one).
 
     ``metrics`` records on the caller's registry; without it the service gets a fresh registry of its own.
+    ``monitor``: the drift monitor to use instead of the one the settings describe (it is started and
+    closed with the service).
     """
     if engines is None:
         engines = await asyncio.to_thread(load_engines, settings)
     tokens = security.token_set(settings)
-    core = ServiceCore(settings, engines, metrics, tokens)
+    core = ServiceCore(settings, engines, metrics, tokens, monitor)
     limit = connection_limit(settings, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     server = grpc.aio.server(
         options=_channel_options(settings, limit), interceptors=security.interceptors(settings, tokens)

@@ -87,6 +87,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._next_score = clock() + settings.score_interval_seconds
         self._thread: threading.Thread | None = None
+        self.scorings_done = 0
         self._update_reference_metrics()
 
     # -- request path ------------------------------------------------------------------------
@@ -160,6 +161,7 @@ class Monitor:
                     m.estimated_wer = float(m.wer.values().sum() / max(m.words.values().sum(), 1.0))
                 self._publish(name, m)
         self.metrics.scorings.inc()
+        self.scorings_done += 1
         self._update_reference_metrics()
 
     def _publish(self, model: str, m: _ModelMonitor) -> None:
@@ -212,6 +214,11 @@ class Monitor:
                     )
                 )
         return out
+
+    def drifting(self, model: str) -> list[str]:
+        """The features of ``model`` whose alarm is on."""
+        with self._lock:
+            return self._models[model].detector.firing()
 
     def profile(self, model: str) -> ReferenceProfile | None:
         with self._lock:

@@ -133,7 +133,10 @@ def _drift(where: str, data: Any, base: DriftSettings) -> DriftSettings:
             values[key] = value
         else:
             values[key] = _number(f"{where}.{key}", value)
-    return DriftSettings(**values)
+    try:
+        return DriftSettings(**values)
+    except InvalidArgument as err:  # name the file too
+        raise InvalidArgument(f"{where.rsplit(': ', 1)[0]}: {err.message}") from err
 
 
 def _alert(where: str, key: str, data: Any, base: Alert | None) -> Alert:
