@@ -22,9 +22,13 @@ from voxrelay.cloud.handlers import add_recognizer, receive_limits
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
+from voxrelay.cloud.watch import ServedModels
 from voxrelay.errors import MissingDependency, VoxrelayError
 from voxrelay.exposition import ExportSettings, MetricsExporter, exported, new_registry
+from voxrelay.monitoring.board import Board
+from voxrelay.monitoring.live import LivePage
 from voxrelay.monitoring.monitor import Monitor
+from voxrelay.monitoring.thresholds import load_thresholds
 from voxrelay.protos import SERVICE_NAME
 
 log = logging.getLogger(__name__)
@@ -238,6 +242,27 @@ async def _run(
     for front in server.fronts:
         scheme = "tcp" if front.name == "wyoming" else "http"
         print(f"{front.name} on {scheme}://{settings.host}:{front.port}", flush=True)
+    page = _start_page(settings, server)
+    try:
+        await _until_stopped(settings, server)
+    finally:
+        if page is not None:
+            page.close()
+
+
+def _start_page(settings: ServerSettings, server: RecognizerServer) -> LivePage | None:
+    """The built-in live page, when ``--dashboard-port`` asks for it."""
+    if settings.dashboard_port is None or server.core.monitor is None:
+        return None
+    thresholds = load_thresholds(settings.thresholds_file)
+    board = Board(server.core.metrics.registry, server.core.monitor, thresholds, ServedModels(server.core))
+    page = LivePage(board, settings.host, settings.dashboard_port).start()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"dashboard on http://{host}:{page.port}/", flush=True)
+    return page
+
+
+async def _until_stopped(settings: ServerSettings, server: RecognizerServer) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

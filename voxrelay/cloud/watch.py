@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from voxrelay.cloud.backends.base import ModelDescriptor
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import InvalidArgument
+from voxrelay.monitoring.board import Deployment
 from voxrelay.monitoring.calibration import load_calibration
 from voxrelay.monitoring.features import SegmentObservation, VadFeatures
 from voxrelay.monitoring.monitor import Monitor
@@ -112,3 +114,45 @@ def monitoring_info(monitor: Monitor | None) -> list[pb.MonitoringInfo]:
         )
         for state in monitor.states()
     ]
+
+
+class ServedModels:
+    """The deployments the live page lists: today one per model served, in the server's slot."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    def deployments(self) -> list[Deployment]:
+        counts = {}
+        for name, engine in self.core.engines.items():
+            m = engine.model
+            value = self.core.metrics.registry.get_sample_value(
+                "voxrelay_asr_segments_total", {"model": m.name, "backend": m.backend, "slot": self.core.settings.slot}
+            )
+            counts[name] = value or 0.0
+        total = sum(counts.values())
+        states = {s.model: s for s in self.core.monitor.states()} if self.core.monitor is not None else {}
+        out = []
+        for name, engine in self.core.engines.items():
+            m = engine.model
+            state = states.get(name)
+            if state is None:
+                reference = "monitoring off"
+            elif state.reference_source == "learning":
+                reference = f"learning ({state.reference_segments}/{state.learn_segments} segments)"
+            elif state.reference_source == "learned":
+                reference = f"learned from {state.reference_origin}"
+            else:
+                reference = f"profile ({state.reference_source}: {state.reference_origin})"
+            out.append(
+                Deployment(
+                    name=name,
+                    model=m.name,
+                    version=m.version,
+                    backend=f"{m.backend} {m.compute}",
+                    slot=self.core.settings.slot,
+                    share=counts[name] / total if total else 0.0,
+                    reference=reference,
+                )
+            )
+        return out

@@ -80,14 +80,13 @@ class DriftDetector:
             self.learned_segments += 1
             if not self.learn_forever and self.learned_segments >= self.settings.learn_segments:
                 self._finish_learning()
-            return
         for name, value in values.items():
             windows = self.windows.get(name)
             if windows is None:
                 continue
             if isinstance(value, str):
                 codes = self._codes.get(name)
-                if codes is None:
+                if codes is None:  # categories are known once there is a reference
                     continue
                 number = float(codes.get(value, codes[OTHER]))
             else:
@@ -147,12 +146,23 @@ class DriftDetector:
                 streak = 0
             self._streak[name] = streak
 
+    def medians(self) -> dict[str, float]:
+        """The short window's median of each continuous feature (or rate of each rate), reference or not."""
+        out = {}
+        for name in self.features:
+            window = self.windows[name]["short"]
+            if window.count and BY_NAME[name].kind != CATEGORICAL:
+                values = window.values()
+                out[name] = float(np.median(values) if BY_NAME[name].kind == CONTINUOUS else np.mean(values))
+        return out
+
     def firing(self) -> list[str]:
         return [name for name, on in self.alarms.items() if on]
 
     def states(self) -> list[FeatureState]:
         out = []
         profile = self.profile
+        medians = self.medians()
         for name in self.features:
             ref = profile.features.get(name) if profile is not None else None
             scores = self.scores.get(name, {})
@@ -162,9 +172,9 @@ class DriftDetector:
                     side=BY_NAME[name].side,
                     reference=ref.describe()
                     if ref is not None
-                    else ("learning" if profile is None else "not in profile"),
+                    else ("learning" if profile is None else "no data in reference"),
                     reference_value=ref.median if ref is not None else math.nan,
-                    current={w: sc.current for w, sc in scores.items()},
+                    current={"short": medians.get(name, math.nan), **{w: sc.current for w, sc in scores.items()}},
                     scores=scores,
                     alarm=self.alarms[name],
                 )
