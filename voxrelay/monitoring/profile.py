@@ -281,4 +281,7 @@ def load_profile(path: str | Path) -> ReferenceProfile:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InvalidArgument(f"{where}: not JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
-    return parse_profile(data, where)
+    try:
+        return parse_profile(data)
+    except InvalidArgument as err:
+        raise InvalidArgument(f"{where}: {err.message}") from err
