@@ -122,7 +122,7 @@ def _add_serve_monitoring(p: argparse.ArgumentParser) -> None:
         "--calibration",
         metavar="JSON",
         dest="calibration_file",
-        help="WER calibration for voxrelay_asr_estimated_wer (from `voxrelay eval --calibration-out`)",
+        help="WER calibration for voxrelay_asr_estimated_wer (JSON; default: the shipped one for tiny.en)",
     )
     p.add_argument(
         "--no-monitoring", action="store_false", dest="monitoring", help="no drift monitors (and no live page)"
