@@ -69,7 +69,10 @@ def issue(
     ca: tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey],
     *,
     server: bool,
+    valid_from: datetime.timedelta = datetime.timedelta(minutes=-5),
+    valid_for: datetime.timedelta = datetime.timedelta(days=1),
 ) -> Issued:
+    """A leaf signed by ``ca``, valid from now + ``valid_from`` to now + ``valid_for``."""
     _, ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -79,8 +82,8 @@ def issue(
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now + valid_from)
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -246,3 +246,19 @@ def test_conversion_to_openai_checkpoint(cache: Path) -> None:
     mtime = Path(path).stat().st_mtime_ns
     assert openai_checkpoint(resolved) == path  # converted once
     assert Path(path).stat().st_mtime_ns == mtime
+
+
+def test_an_interrupted_conversion_leaves_no_temporary_file_behind(cache: Path) -> None:
+    from voxrelay.models.convert import openai_checkpoint
+
+    resolved = resolve_model("tiny.en")
+    assert resolved.path is not None
+    folder = cache / "openai-whisper"
+    folder.mkdir(parents=True)
+    target = folder / f"tiny.en-{model_version(resolved.path)}.pt"
+    target.write_bytes(b"a checkpoint converted before")
+    orphans = [folder / f".{target.name}.k1l2m3.tmp", folder / ".tiny.en-old.pt.x9y8.tmp"]
+    for orphan in orphans:  # what a conversion killed mid-write leaves
+        orphan.write_bytes(b"half a checkpoint")
+    assert openai_checkpoint(resolved) == str(target)
+    assert not any(o.exists() for o in orphans) and target.read_bytes() == b"a checkpoint converted before"

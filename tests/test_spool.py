@@ -129,5 +129,9 @@ def test_memory_spool_and_bad_settings(tmp_path: Path) -> None:
     not_a_db = tmp_path / "broken"
     not_a_db.mkdir()
     (not_a_db / "spool.sqlite3").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(VoxrelayError, match="not a usable spool"):
-        Spool(SpoolSettings(str(not_a_db)))
+    with Spool(SpoolSettings(str(not_a_db))) as spool:  # moved aside, a new spool in its place
+        assert spool.damaged == 1 and not spool.in_memory_fallback
+        spool.open_session("s")
+        assert [s.session_id for s in spool.sessions()] == ["s"]
+    (aside,) = not_a_db.glob("spool.sqlite3.damaged-*")
+    assert aside.read_bytes().startswith(b"this is not sqlite")

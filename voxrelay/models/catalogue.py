@@ -15,10 +15,12 @@ Converted and joined weights live under ``cache_dir()``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from voxrelay.errors import MissingDependency, ModelNotFound, VoxrelayError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "tiny.en"
 OFFLINE_MODELS = ("tiny.en", "base")
@@ -254,19 +258,44 @@ def _join_base(part1_dir: Path, part2_dir: Path, target: Path) -> None:
         return
     try:
         target.mkdir(parents=True, exist_ok=True)
-        # Small files first: a complete model.bin is the marker that the directory is ready.
-        for name in _MODEL_FILES:
-            if not (target / name).is_file():
-                with atomic_file(target / name) as out, (part1_dir / name).open("rb") as src:
-                    shutil.copyfileobj(src, out)
-        with atomic_file(model_bin) as out:
-            for half in halves:
-                with half.open("rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 22)
+        with cache_lock(target):
+            _write_base(part1_dir, halves, target, model_bin)
     except OSError as err:
         raise VoxrelayError(
             f"cannot write the joined 'base' model to {target} ({err}); set VOXRELAY_CACHE_DIR to a writable directory"
         ) from err
+
+
+def _write_base(part1_dir: Path, halves: tuple[Path, Path], target: Path, model_bin: Path) -> None:
+    expected = sum(p.stat().st_size for p in halves)
+    complete = model_bin.is_file() and model_bin.stat().st_size == expected
+    if complete and all((target / f).is_file() for f in _MODEL_FILES):
+        return  # another process joined it while this one waited for the lock
+    # Small files first: a complete model.bin is the marker that the directory is ready.
+    for name in _MODEL_FILES:
+        if not (target / name).is_file():
+            with atomic_file(target / name) as out, (part1_dir / name).open("rb") as src:
+                shutil.copyfileobj(src, out)
+    with atomic_file(model_bin) as out:
+        for half in halves:
+            with half.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 22)
+
+
+@contextlib.contextmanager
+def cache_lock(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s conversion lock, and remove the temporary files that an interrupted
+    conversion left there (a temporary file only lives while its writer holds this lock)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        orphans = [p for p in directory.glob(".*.tmp") if p.is_file()]
+        for orphan in orphans:
+            with contextlib.suppress(OSError):
+                orphan.unlink()
+        if orphans:
+            log.warning("removed %d temporary file(s) of an interrupted conversion in %s", len(orphans), directory)
+        yield
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ import numpy as np
 
 from voxrelay.errors import ModelNotFound
 
-from .catalogue import ResolvedModel, atomic_file, cache_dir, local_model, model_version
+from .catalogue import ResolvedModel, atomic_file, cache_dir, cache_lock, local_model, model_version
 
 _SUPPORTED_BINARY_VERSIONS = (6,)
 # CTranslate2's DataType enum order (include/ctranslate2/types.h).
@@ -231,9 +231,10 @@ def openai_checkpoint(resolved: ResolvedModel) -> str:
     assert local.path is not None
     safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", local.name)
     target = cache_dir() / "openai-whisper" / f"{safe_name}-{model_version(local.path)}.pt"
-    if target.is_file():
-        return str(target)
-    return convert_ct2_to_openai(local.path, str(target))
+    with cache_lock(target.parent):  # one conversion at a time; an interrupted one's temporary file goes
+        if target.is_file():
+            return str(target)
+        return convert_ct2_to_openai(local.path, str(target))
 
 
 def read_alignment_heads(ct2_dir: str) -> list[tuple[int, int]] | None:

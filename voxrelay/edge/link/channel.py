@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 
 from voxrelay import __version__
+from voxrelay.edge.link import tlsprobe
 from voxrelay.edge.link.settings import UplinkSettings
 from voxrelay.errors import InvalidArgument, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
@@ -122,20 +123,25 @@ def _tls_hint(settings: UplinkSettings, details: str) -> str:
     return ""
 
 
-async def connect(settings: UplinkSettings) -> grpc.aio.Channel:
-    """Open a channel and check that the server answers, with a clear error when it does not."""
+async def connect(settings: UplinkSettings, timeout: float | None = None) -> grpc.aio.Channel:
+    """Open a channel and check that the server answers within ``timeout`` (default: the settings'
+    connect_timeout), with a clear error when it does not."""
+    if settings.uses_tls:
+        tlsprobe.check_own_certificate(settings)
     channel = open_channel(settings)
     stub = pb_grpc.RecognizerStub(channel)
     metadata = auth_metadata(settings)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.connect_timeout
+    timeout = settings.connect_timeout if timeout is None else timeout
+    deadline = loop.time() + timeout
     last = ""
+    probed = False
     try:
         while True:
             left = deadline - loop.time()
             if left <= 0:
                 raise Unavailable(
-                    f"cannot reach the recognizer at {settings.server} within {settings.connect_timeout:g} s"
+                    f"cannot reach the recognizer at {settings.server} within {timeout:g} s"
                     f"{f' ({last})' if last else ''}{_tls_hint(settings, last)}; is `voxrelay serve` running there?"
                 )
             try:
@@ -145,6 +151,19 @@ async def connect(settings: UplinkSettings) -> grpc.aio.Channel:
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise UplinkError(describe_rpc_error(settings.server, err)) from None
                 last = err.details() or err.code().name
+                closed = settings.uses_tls and "socket closed" in last.lower()  # a refused client certificate
+                if not probed and (_tls_hint(settings, last) or closed):
+                    # A TLS problem is no outage: find out what it is and say so now.
+                    probed = True
+                    if settings.uses_tls:
+                        found = await asyncio.to_thread(tlsprobe.diagnose, settings)
+                        if found is not None:
+                            raise UplinkError(found) from None
+                    elif await asyncio.to_thread(tlsprobe.speaks_tls, settings):
+                        raise UplinkError(
+                            f"the recognizer at {settings.server} speaks TLS and this edge was given none; "
+                            "give --tls-ca (or --tls for the system's CAs)"
+                        ) from None
                 await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
     except BaseException:
         await channel.close()

@@ -39,6 +39,21 @@ class LinkCollector(Collector):
         yield CounterMetricFamily(
             "voxrelay_edge_spool_dropped_bytes", "Audio bytes of dropped segments", value=self.spool.dropped_bytes
         )
+        yield GaugeMetricFamily(
+            "voxrelay_edge_spool_in_memory",
+            "1 while the spool runs in memory because its directory's disk is full, failing or unwritable",
+            value=1 if self.spool.in_memory_fallback else 0,
+        )
+        yield CounterMetricFamily(
+            "voxrelay_edge_spool_fallbacks",
+            "Times the spool moved into memory because of disk trouble",
+            value=self.spool.fallbacks,
+        )
+        yield CounterMetricFamily(
+            "voxrelay_edge_spool_damaged",
+            "Damaged spool databases moved aside, and spooled segments whose audio failed its checksum",
+            value=self.spool.damaged,
+        )
         yield CounterMetricFamily(
             "voxrelay_edge_reconnects",
             "Streams to the recognizer that broke and were reopened",

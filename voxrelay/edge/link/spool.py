@@ -20,22 +20,28 @@ spool is bounded: when the audio it holds would pass ``max_bytes``, or a segment
 ``max_age_seconds``, the oldest segments are dropped and counted. Writes use ``synchronous=NORMAL``:
 committed segments survive a crash or ``kill -9`` of the edge (a power cut may lose the last few).
 
+Each segment carries a CRC-32 of its audio, checked before it is resent: a segment whose audio was
+damaged on disk is not sent (its file is read again where it can be, else it is reported). Every
+delivery is also appended to the delivery journal (:mod:`voxrelay.edge.link.journal`) first, so a
+rolled-back database never makes a result print twice. Disk trouble (full, failing, unwritable,
+damaged) is handled by :class:`~voxrelay.edge.link.spooldb.SpoolStore`: the spool goes on in memory
+or on a fresh database, says so in one line, and goes back to disk when it can.
+
 Without a directory the same tables live in memory: segments survive reconnects, not restarts.
 A spool directory is used by one process at a time (an advisory lock on ``<dir>/spool.lock``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
+import logging
 import sqlite3
 import threading
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
-from typing import IO, Any
+from typing import Any, TypeVar
 
 from voxrelay.edge.events import VadSummary
 from voxrelay.edge.link.records import (
@@ -45,41 +51,18 @@ from voxrelay.edge.link.records import (
     SpoolSettings,
     result_from_json,
 )
+from voxrelay.edge.link.spooldb import SpoolStore, transaction
 from voxrelay.edge.results import SegmentResult
-from voxrelay.errors import VoxrelayError
 
 __all__ = ["Dropped", "Spool", "SpoolSession", "SpoolSettings", "SpooledSegment", "result_from_json"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    label TEXT NOT NULL,
-    next_sequence INTEGER NOT NULL DEFAULT 0,
-    resume_offset REAL NOT NULL DEFAULT 0,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS segments (
-    segment_id TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    offset REAL NOT NULL,
-    end_time REAL NOT NULL,
-    speech_end REAL NOT NULL,
-    vad TEXT,
-    audio BLOB NOT NULL,
-    bytes INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segments_by_session ON segments (session_id, sequence);
-CREATE TABLE IF NOT EXISTS delivered (
-    session_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    result TEXT NOT NULL,
-    PRIMARY KEY (session_id, sequence)
-);
-"""
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def checksum(audio: bytes) -> int:
+    return zlib.crc32(audio)
 
 
 def _now() -> float:
@@ -94,30 +77,35 @@ class Spool:
     def __init__(self, settings: SpoolSettings | None = None) -> None:
         self.settings = settings or SpoolSettings()
         self._lock = threading.Lock()
-        self._lock_file: IO[str] | None = None
         self.dropped_segments = 0
         self.dropped_bytes = 0
         self._closed = False
         self._final: tuple[int, int, float | None] = (0, 0, None)
-        if self.settings.directory is None:
-            path = ":memory:"
-        else:
-            directory = Path(self.settings.directory)
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise VoxrelayError(f"--spool-dir: cannot create {directory}: {err.strerror or err}") from err
-            self._lock_file = _exclusive(directory)
-            path = str(directory / "spool.sqlite3")
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as err:
-            self._release()
-            raise VoxrelayError(f"--spool-dir: {path} is not a usable spool ({err}); move it away") from err
+        self._damaged: dict[str, list[Dropped]] = {}
+        self._store = SpoolStore(self.settings.directory)
         self.expire()
+
+    def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return self._store.run(operation)
+
+    def _journal(self, entry: dict[str, Any]) -> None:
+        if self._store.journal is not None:
+            self._store.journal.append(entry)
+
+    @property
+    def in_memory_fallback(self) -> bool:
+        """A directory was given but the spool runs in memory now (disk trouble)."""
+        return self._store.in_memory_fallback
+
+    @property
+    def fallbacks(self) -> int:
+        return self._store.fallbacks
+
+    @property
+    def damaged(self) -> int:
+        """Databases moved aside and segments whose audio failed its checksum."""
+        return self._store.damaged
 
     @property
     def persistent(self) -> bool:
@@ -131,11 +119,18 @@ class Spool:
 
     def open_session(self, session_id: str, *, source: str = "", fingerprint: str = "", label: str = "") -> None:
         """Remember a session (no-op if it is already known)."""
-        with self._lock:
-            self._db.execute(
+        created = _now()
+
+        def insert(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
                 "INSERT OR IGNORE INTO sessions (session_id, source, fingerprint, label, created) VALUES (?,?,?,?,?)",
-                (session_id, source, fingerprint, label, _now()),
+                (session_id, source, fingerprint, label, created),
             )
+            return int(cursor.rowcount)
+
+        if self._run(insert):
+            entry = {"open": session_id, "source": source, "fingerprint": fingerprint, "label": label}
+            self._journal({**entry, "created": created})
 
     def session(self, session_id: str) -> SpoolSession | None:
         rows = self._sessions("WHERE s.session_id = ?", (session_id,))
@@ -150,107 +145,153 @@ class Spool:
         return self._sessions("", ())
 
     def _sessions(self, where: str, args: tuple[Any, ...]) -> list[SpoolSession]:
-        with self._lock:
-            rows = self._db.execute(
+        rows = self._run(
+            lambda db: db.execute(
                 "SELECT s.session_id, s.source, s.fingerprint, s.label, s.next_sequence, s.resume_offset, "
                 "s.created, (SELECT COUNT(*) FROM segments g WHERE g.session_id = s.session_id) "
                 f"FROM sessions s {where} ORDER BY s.created, s.rowid",
                 args,
             ).fetchall()
+        )
         return [SpoolSession(*row) for row in rows]
 
     def finish_session(self, session_id: str) -> None:
         """The session is complete: forget it, its remaining segments and its delivered results."""
-        with self._lock, self._transaction():
-            for table in ("segments", "delivered", "sessions"):
-                self._db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+        self._journal({"finished": session_id})
+
+        def delete(db: sqlite3.Connection) -> int:
+            with transaction(db):
+                for table in ("segments", "delivered", "sessions"):
+                    db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            return int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+        if self._run(delete) == 0 and self._store.journal is not None:
+            self._store.journal.rewrite([])  # nothing unfinished: the journal starts empty
 
     # Segments.
 
     def put(self, segment: SpooledSegment) -> list[Dropped]:
         """Store a closed segment (before it is sent); returns the segments dropped to stay in bounds."""
         vad = json.dumps(asdict(segment.vad)) if segment.vad is not None else None
-        with self._lock, self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO segments (segment_id, session_id, sequence, offset, end_time, speech_end, "
-                "vad, audio, bytes, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    segment.segment_id,
-                    segment.session_id,
-                    segment.sequence,
-                    segment.offset,
-                    segment.end,
-                    segment.speech_end,
-                    vad,
-                    segment.audio,
-                    len(segment.audio),
-                    segment.created,
-                ),
-            )
-            self._db.execute(
-                "UPDATE sessions SET next_sequence = MAX(next_sequence, ?), resume_offset = MAX(resume_offset, ?) "
-                "WHERE session_id = ?",
-                (segment.sequence + 1, segment.end, segment.session_id),
-            )
-            return self._enforce_bounds()
+
+        def insert(db: sqlite3.Connection) -> list[Dropped]:
+            with transaction(db):
+                db.execute(
+                    "INSERT OR REPLACE INTO segments (segment_id, session_id, sequence, offset, end_time, "
+                    "speech_end, vad, audio, bytes, created, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        segment.segment_id,
+                        segment.session_id,
+                        segment.sequence,
+                        segment.offset,
+                        segment.end,
+                        segment.speech_end,
+                        vad,
+                        segment.audio,
+                        len(segment.audio),
+                        segment.created,
+                        checksum(segment.audio),
+                    ),
+                )
+                db.execute(
+                    "UPDATE sessions SET next_sequence = MAX(next_sequence, ?), "
+                    "resume_offset = MAX(resume_offset, ?) WHERE session_id = ?",
+                    (segment.sequence + 1, segment.end, segment.session_id),
+                )
+                return self._enforce_bounds(db)
+
+        return self._run(insert)
 
     def pending(self, session_id: str) -> list[SpooledSegment]:
-        """The session's segments still waiting for a result, in sequence order."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT segment_id, session_id, sequence, offset, end_time, speech_end, vad, audio, created "
-                "FROM segments WHERE session_id = ? ORDER BY sequence",
+        """The session's segments still waiting for a result, in sequence order, each checked against its
+        checksum; a damaged one is dropped from the spool and handed out by :meth:`take_damaged`."""
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT segment_id, session_id, sequence, offset, end_time, speech_end, vad, audio, created, "
+                "checksum FROM segments WHERE session_id = ? ORDER BY sequence",
                 (session_id,),
             ).fetchall()
-        return [
-            SpooledSegment(
-                r[0], r[1], r[2], r[3], r[4], r[5], VadSummary(**json.loads(r[6])) if r[6] else None, r[7], r[8]
+        )
+        good, bad = [], []
+        for r in rows:
+            audio = bytes(r[7]) if r[7] is not None else b""
+            if r[9] is not None and checksum(audio) != r[9]:
+                bad.append(Dropped(r[1], r[0], r[2], r[3], r[5], "its audio in the spool is damaged (checksum)"))
+                continue
+            vad = VadSummary(**json.loads(r[6])) if r[6] else None
+            good.append(SpooledSegment(r[0], r[1], r[2], r[3], r[4], r[5], vad, audio, r[8]))
+        if bad:
+            self._run(
+                lambda db: db.executemany("DELETE FROM segments WHERE segment_id = ?", [(d.segment_id,) for d in bad])
             )
-            for r in rows
-        ]
+            with self._lock:
+                self._store.damaged += len(bad)
+                self._damaged.setdefault(session_id, []).extend(bad)
+            for victim in bad:
+                log.warning("spool: segment %s failed its checksum; it is not resent as it is", victim.segment_id)
+        return good
+
+    def take_damaged(self, session_id: str) -> list[Dropped]:
+        """Segments of the session whose spooled audio failed its checksum (each handed out once)."""
+        with self._lock:
+            return self._damaged.pop(session_id, [])
 
     def delivered(self, session_id: str, result: SegmentResult) -> None:
         """The sinks have the result of a segment: drop its audio, remember that it was delivered."""
-        with self._lock, self._transaction():
-            self._db.execute("DELETE FROM segments WHERE segment_id = ?", (result.segment_id,))
-            self._db.execute(
-                "INSERT OR REPLACE INTO delivered (session_id, sequence, result) VALUES (?,?,?)",
-                (session_id, result.sequence, json.dumps(result.to_json())),
-            )
+        data = result.to_json()
+        self._journal(
+            {"delivered": session_id, "sequence": result.sequence, "segment_id": result.segment_id, "result": data}
+        )
+
+        def record(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                db.execute("DELETE FROM segments WHERE segment_id = ?", (result.segment_id,))
+                db.execute(
+                    "INSERT OR REPLACE INTO delivered (session_id, sequence, result) VALUES (?,?,?)",
+                    (session_id, result.sequence, json.dumps(data)),
+                )
+
+        self._run(record)
 
     def delivered_results(self, session_id: str) -> list[SegmentResult]:
-        with self._lock:
-            rows = self._db.execute(
+        rows = self._run(
+            lambda db: db.execute(
                 "SELECT result FROM delivered WHERE session_id = ? ORDER BY sequence", (session_id,)
             ).fetchall()
+        )
         return [result_from_json(json.loads(row[0])) for row in rows]
 
     def delivered_sequences(self, session_id: str) -> set[int]:
-        with self._lock:
-            rows = self._db.execute("SELECT sequence FROM delivered WHERE session_id = ?", (session_id,)).fetchall()
+        rows = self._run(
+            lambda db: db.execute("SELECT sequence FROM delivered WHERE session_id = ?", (session_id,)).fetchall()
+        )
         return {row[0] for row in rows}
 
     def expire(self) -> list[Dropped]:
         """Drop segments older than max_age_seconds, and sessions that old with nothing left."""
-        with self._lock, self._transaction():
-            dropped = self._enforce_bounds()
-            cutoff = _now() - self.settings.max_age_seconds
-            self._db.execute(
-                "DELETE FROM delivered WHERE session_id IN (SELECT session_id FROM sessions WHERE created < ? AND "
-                "session_id NOT IN (SELECT session_id FROM segments))",
-                (cutoff,),
-            )
-            self._db.execute(
-                "DELETE FROM sessions WHERE created < ? AND session_id NOT IN (SELECT session_id FROM segments)",
-                (cutoff,),
-            )
-            return dropped
 
-    def _enforce_bounds(self) -> list[Dropped]:
+        def expire(db: sqlite3.Connection) -> list[Dropped]:
+            with transaction(db):
+                dropped = self._enforce_bounds(db)
+                cutoff = _now() - self.settings.max_age_seconds
+                db.execute(
+                    "DELETE FROM delivered WHERE session_id IN (SELECT session_id FROM sessions WHERE created < ? "
+                    "AND session_id NOT IN (SELECT session_id FROM segments))",
+                    (cutoff,),
+                )
+                db.execute(
+                    "DELETE FROM sessions WHERE created < ? AND session_id NOT IN (SELECT session_id FROM segments)",
+                    (cutoff,),
+                )
+                return dropped
+
+        return self._run(expire)
+
+    def _enforce_bounds(self, db: sqlite3.Connection) -> list[Dropped]:
         dropped: list[Dropped] = []
         cutoff = _now() - self.settings.max_age_seconds
-        total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments").fetchone()[0]
-        oldest_first = self._db.execute(
+        total = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments").fetchone()[0]
+        oldest_first = db.execute(
             "SELECT segment_id, session_id, sequence, offset, speech_end, bytes, created FROM segments "
             "ORDER BY created, rowid"
         )
@@ -267,7 +308,7 @@ class Spool:
             self.dropped_segments += 1
             self.dropped_bytes += size
             dropped.append(Dropped(session_id, segment_id, sequence, offset, speech_end, reason))
-        self._db.executemany("DELETE FROM segments WHERE segment_id = ?", [(v,) for v in victims])
+        db.executemany("DELETE FROM segments WHERE segment_id = ?", [(v,) for v in victims])
         return dropped
 
     # Observation (read by metrics and the CLI).
@@ -275,8 +316,9 @@ class Spool:
     def _gauges(self) -> tuple[int, int, float | None]:
         if self._closed:
             return self._final
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created) FROM segments").fetchone()
+        row = self._run(
+            lambda db: db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created) FROM segments").fetchone()
+        )
         return int(row[0]), int(row[1]), row[2]
 
     @property
@@ -296,52 +338,16 @@ class Spool:
 
     # Lifetime.
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Any:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     def close(self) -> None:
         if self._closed:
             return
         self._final = self._gauges()
         with self._lock:
             self._closed = True
-            self._db.close()
-        self._release()
-
-    def _release(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing the file releases the lock
-            self._lock_file = None
+            self._store.close()
 
     def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _exclusive(directory: Path) -> IO[str]:
-    """Hold an advisory lock on the spool directory for as long as the returned file is open."""
-    lock = open(directory / "spool.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open on purpose
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
-        lock.close()
-        raise VoxrelayError(
-            f"--spool-dir: {directory} is in use by another voxrelay process (pid {holder}); "
-            "give each edge process its own spool directory"
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    return lock

@@ -16,6 +16,7 @@ import grpc
 
 from voxrelay.edge.link import messages
 from voxrelay.edge.link.channel import Metadata, UplinkError, describe_rpc_error, retry_hint
+from voxrelay.edge.link.records import Dropped
 from voxrelay.edge.link.settings import UplinkSettings
 from voxrelay.edge.link.spool import SpooledSegment
 from voxrelay.edge.results import SegmentResult
@@ -101,6 +102,8 @@ class SessionState:
         self.session_id = session_id
         self.skip_below = skip_below
         self.outstanding: dict[str, Outstanding] = {}  # closed, spooled, no result yet; in order
+        self.delivered: set[int] = set()  # sequences whose result the sinks already have
+        self.damaged: dict[int, Dropped] = {}  # spooled segments whose audio failed its checksum
         self.open: OpenSegment | None = None
         self.events_done = False
         self.changed = asyncio.Event()

@@ -33,6 +33,7 @@ from voxrelay.edge.link.channel import (
     channel_options,
     connect,
     describe_rpc_error,
+    open_channel,
 )
 from voxrelay.edge.link.records import Dropped, SpooledSegment, SpoolSettings
 from voxrelay.edge.link.settings import UplinkSettings
@@ -47,6 +48,7 @@ from voxrelay.edge.link.streamcall import (
     UplinkStats,
 )
 from voxrelay.edge.results import SegmentResult
+from voxrelay.errors import Unavailable
 from voxrelay.protos import pb, pb_grpc
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ __all__ = [
 ]
 
 to_result = messages.to_result
+
+# Seconds an edge with a spool waits for the server at start before it spools what it hears.
+SPOOLED_FIRST_LOOK = 2.0
 
 
 class Uplink:
@@ -104,8 +109,14 @@ class Uplink:
         spool.open_session(session_id)
         record = spool.session(session_id)
         state = SessionState(session_id, record.next_sequence if record else 0)
+        state.delivered = spool.delivered_sequences(session_id)
         for segment in spool.pending(session_id):
             state.outstanding[segment.segment_id] = Outstanding(segment, None)
+        for damaged in spool.take_damaged(session_id):
+            # Its audio is unusable: read it from the source again where the session can (a file),
+            # else it is reported when the events end.
+            state.damaged[damaged.sequence] = damaged
+            state.skip_below = min(state.skip_below, damaged.sequence)
         consumer = asyncio.create_task(self._consume(state, events), name=f"uplink-events {session_id}")
         runner = asyncio.create_task(self._run(state), name=f"uplink {session_id}")
         try:
@@ -131,8 +142,10 @@ class Uplink:
         try:
             async for event in events:
                 if isinstance(event, SegmentOpened):
-                    if event.sequence >= state.skip_below:
-                        segment_id = self.segment_id(state.session_id, event.sequence)
+                    segment_id = self.segment_id(state.session_id, event.sequence)
+                    seen = segment_id in state.outstanding or event.sequence in state.delivered
+                    if event.sequence >= state.skip_below and not seen:
+                        state.damaged.pop(event.sequence, None)
                         state.open = OpenSegment(segment_id, event.sequence, event.offset)
                 elif state.open is None or state.open.sequence != event.sequence:
                     pass  # a segment skipped because the spool has seen it before
@@ -141,6 +154,18 @@ class Uplink:
                 elif isinstance(event, SegmentClosed):
                     await self._close(state, event)
                 state.changed.set()
+            for victim in state.damaged.values():  # not read again: the source cannot give it back
+                state.results.put_nowait(
+                    SegmentResult(
+                        segment_id=victim.segment_id,
+                        sequence=victim.sequence,
+                        text="",
+                        start=victim.offset,
+                        end=victim.speech_end,
+                        error=f"DAMAGED: {victim.reason}",
+                    )
+                )
+            state.damaged.clear()
             state.events_done = True
             state.changed.set()
         except asyncio.CancelledError:
@@ -249,7 +274,22 @@ async def open_uplink(settings: UplinkSettings) -> AsyncIterator[Uplink]:
     or memory); the channel and the spool are closed on exit, also when the connection fails."""
     spool = Spool(settings.spool)
     try:
-        channel = await connect(settings)
+        try:
+            # With a spool nothing waits for the server: a first look, then segments are spooled.
+            first_look = None if settings.spool_dir is None else min(settings.connect_timeout, SPOOLED_FIRST_LOOK)
+            channel = await connect(settings, first_look)
+        except Unavailable as err:
+            if settings.spool_dir is None:
+                raise
+            # With a spool, a recognizer that is not up yet is an outage like any other: segments are
+            # spooled and sent when it comes up, within --retry-for.
+            log.warning(
+                "%s; spooling segments in %s and retrying for up to %.0f s",
+                err.message,
+                settings.spool_dir,
+                settings.max_outage_seconds,
+            )
+            channel = open_channel(settings)
         try:
             yield Uplink(settings, channel, spool)
         finally:
