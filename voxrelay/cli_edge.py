@@ -17,8 +17,11 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
 
     p.add_argument(
         "--server",
+        action="append",
         metavar="HOST:PORT",
-        help="recognizer to use; without it an embedded recognizer runs in-process",
+        help="recognizer to use; without it an embedded recognizer runs in-process. Several replicas: "
+        "repeat the flag or give A:PORT,B:PORT; dns:///NAME:PORT balances over every address of NAME "
+        "(round_robin with health checks, e.g. a Kubernetes headless Service)",
     )
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default %(default)s)")
     p.add_argument(

@@ -24,7 +24,7 @@ from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink
-from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
+from voxrelay.errors import AudioError, VoxrelayError
 
 
 def default_device_id() -> str:
@@ -242,11 +242,12 @@ async def _listen(
             print(f"input overflows: {mic.overflows}, dropped frames: {mic.dropped_frames}", file=sys.stderr)
 
 
-def parse_server(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidArgument(f"--server: {value!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
-    return value
+def parse_server(value: str | Sequence[str]) -> str:
+    """``--server`` as given (repeated flags are joined into one list): HOST:PORT, A:P,B:P or dns:///NAME:PORT."""
+    from voxrelay.edge.link.targets import Target
+
+    joined = value if isinstance(value, str) else ",".join(value)
+    return Target.parse(joined, "--server").given
 
 
 __all__ = ["FileOutcome", "VoxrelayError", "listen", "parse_server", "transcribe", "transcribe_file"]

@@ -21,6 +21,7 @@ import grpc
 from voxrelay import __version__
 from voxrelay.edge.link import tlsprobe
 from voxrelay.edge.link.settings import UplinkSettings
+from voxrelay.edge.link.targets import service_config
 from voxrelay.errors import InvalidArgument, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
 
@@ -95,11 +96,18 @@ def channel_credentials(settings: UplinkSettings) -> grpc.ChannelCredentials | N
 
 
 def open_channel(settings: UplinkSettings) -> grpc.aio.Channel:
+    """A channel to the server, or balanced over its replicas (round_robin + health checks)."""
     credentials = channel_credentials(settings)
     options = channel_options(settings)
+    target = settings.target
+    address = target.grpc_target()
+    if target.balanced:
+        options.append(("grpc.service_config", service_config()))
+        if not target.dns:
+            options.append(("grpc.default_authority", target.authority))
     if credentials is None:
-        return grpc.aio.insecure_channel(settings.server, options=options)
-    return grpc.aio.secure_channel(settings.server, credentials, options=options)
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
 
 
 def describe_rpc_error(server: str, err: grpc.aio.AioRpcError) -> str:
@@ -186,9 +194,10 @@ def retry_hint(err: grpc.aio.AioRpcError) -> tuple[bool, float | None]:
     pushback = pushback_seconds(err)
     if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return pushback is not None, pushback  # busy (retry), or a limit no retry can meet
-    if err.code() == grpc.StatusCode.INTERNAL:
-        # The transport's own failures (a connection torn down mid-call) are worth a retry; an
-        # INTERNAL the recognizer sent on purpose names the failure and is not.
+    if err.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        # The transport's own failures (a connection torn down mid-call; a proxy such as haproxy ending
+        # the stream without a status when the replica behind it died: UNKNOWN "Stream removed") are
+        # worth a retry; an INTERNAL the recognizer sent on purpose names the failure and is not.
         details = (err.details() or "").lower()
         return any(mark in details for mark in TRANSPORT_FAILURES), pushback
     return err.code() in RETRYABLE, pushback

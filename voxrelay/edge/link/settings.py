@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from voxrelay.edge.link.records import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, SpoolSettings
+from voxrelay.edge.link.targets import Target
 from voxrelay.errors import InvalidArgument
-from voxrelay.netaddr import is_loopback, split_host_port
+from voxrelay.netaddr import is_loopback
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,7 @@ class UplinkSettings:
     backoff_max_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        host, _ = split_host_port(self.server)
-        if not self.server or ":" not in self.server or not host:
-            raise InvalidArgument(f"server: {self.server!r} is not HOST:PORT")
+        target = Target.parse(self.server)
         if not self.device_id:
             raise InvalidArgument("device_id: must not be empty")
         if not 0.01 <= self.chunk_seconds <= 2.0:
@@ -62,9 +61,10 @@ class UplinkSettings:
             raise InvalidArgument("backoff: the initial delay must be positive and at most the maximum")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidArgument("tls: --tls-cert and --tls-key go together (the client certificate and its key)")
-        if not self.uses_tls and not self.insecure and not is_loopback(host):
+        if not self.uses_tls and not self.insecure and not target.loopback:
+            remote = ", ".join(h for h in target.hosts if not is_loopback(h))
             raise InvalidArgument(
-                f"server: refusing to send audio in plaintext to {host}, which is not this machine; "
+                f"server: refusing to send audio in plaintext to {remote}, which is not this machine; "
                 "give --tls-ca (or --tls for the system's CAs), or --insecure on a trusted network"
             )
         SpoolSettings(self.spool_dir, self.spool_max_bytes, self.spool_max_age_seconds)  # validates
@@ -72,6 +72,11 @@ class UplinkSettings:
     @property
     def uses_tls(self) -> bool:
         return self.tls or self.tls_ca is not None or self.tls_cert is not None
+
+    @property
+    def target(self) -> Target:
+        """The parsed ``server``: one address, several replicas, or a dns:/// name."""
+        return Target.parse(self.server)
 
     @property
     def spool(self) -> SpoolSettings:
