@@ -6,6 +6,7 @@ its PID; a replica can be killed (SIGKILL, as a crashed machine) and started aga
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
@@ -126,3 +128,23 @@ class Haproxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def segments_of(document: Path) -> list[dict[str, Any]]:
+    data = json.loads(document.read_text())
+    return list(data["segments"])
+
+
+def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], what: str) -> None:
+    """Each expected segment exactly once, none failed; the same text wherever Whisper decoded it at
+    temperature 0 (no fallback: avg_logprob >= -1, compression ratio <= 2.4). Past those thresholds
+    Whisper samples at a higher temperature, and a segment recognised again may read differently."""
+    sequences = [s["sequence"] for s in segments]
+    assert len(sequences) == len(set(sequences)), f"{what}: a segment reached the output twice"
+    assert sorted(sequences) == sorted(s["sequence"] for s in expected), f"{what}: segments lost or added"
+    assert not [s for s in segments if s.get("error")], f"{what}: a segment failed"
+    texts = {s["sequence"]: s["text"] for s in segments}
+    greedy = [s for s in expected if s["avg_logprob"] >= -1.0 and s["compression_ratio"] <= 2.4]
+    assert len(greedy) >= len(expected) // 2
+    for s in greedy:
+        assert texts[s["sequence"]] == s["text"], f"{what}: segment {s['sequence']}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.replicas import ROOT, Haproxy, Replica
+from tests.replicas import ROOT, Haproxy, Replica, check_once, segments_of
 
 pytestmark = pytest.mark.slow
 
@@ -46,26 +46,6 @@ def batch(inputs: list[Path], out: Path, server: str, *extra: str) -> subprocess
     args = [sys.executable, "-m", "voxrelay", "-q", "batch", *map(str, inputs), "-o", str(out)]
     args += ["--format", "json", "--server", server, "--vad", "webrtc", *extra]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def segments_of(document: Path) -> list[dict[str, Any]]:
-    data = json.loads(document.read_text())
-    return list(data["segments"])
-
-
-def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], what: str) -> None:
-    """Each expected segment exactly once, none failed; the same text wherever Whisper decoded it at
-    temperature 0 (no fallback: avg_logprob >= -1, compression ratio <= 2.4). Past those thresholds
-    Whisper samples at a higher temperature, and a segment recognised again may read differently."""
-    sequences = [s["sequence"] for s in segments]
-    assert len(sequences) == len(set(sequences)), f"{what}: a segment reached the output twice"
-    assert sorted(sequences) == sorted(s["sequence"] for s in expected), f"{what}: segments lost or added"
-    assert not [s for s in segments if s.get("error")], f"{what}: a segment failed"
-    texts = {s["sequence"]: s["text"] for s in segments}
-    greedy = [s for s in expected if s["avg_logprob"] >= -1.0 and s["compression_ratio"] <= 2.4]
-    assert len(greedy) >= len(expected) // 2
-    for s in greedy:
-        assert texts[s["sequence"]] == s["text"], f"{what}: segment {s['sequence']}"
 
 
 @pytest.fixture(scope="module")

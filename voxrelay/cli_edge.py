@@ -154,6 +154,14 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         help=f"files in flight at once (1..{MAX_JOBS}; default %(default)s)",
     )
     p.add_argument("--overwrite", action="store_true", help="redo inputs whose output already exists")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="spread the files over a Ray cluster (HOST:PORT, ray://HOST:PORT or auto; the `ray` extra), "
+        "one recognizer per worker slot (or --server for all)",
+    )
+    p.add_argument("--ray-workers", type=int, metavar="N", help="worker slots on the cluster (default: one per CPU)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, metavar="N", help="CPUs per worker slot (default 1)")
     _add_edge_options(p, with_pace=False)
     _add_metrics_options(p)
     p.set_defaults(run=_run_batch)
@@ -244,6 +252,8 @@ def _run_batch(args: argparse.Namespace) -> int:
             "leave --spool-dir out"
         )
     settings = BatchSettings(output_dir=args.output_dir, fmt=args.format, jobs=args.jobs, overwrite=args.overwrite)
+    if args.ray:
+        return _run_batch_ray(args, settings)
     plan = plan_batch(args.inputs, settings)
     with _edge_metrics(args) as metrics:
         if not plan.jobs:  # everything skipped or failed: no recognizer to start
@@ -255,6 +265,31 @@ def _run_batch(args: argparse.Namespace) -> int:
 
         workers = embedded_workers(settings.jobs)
         return asyncio.run(_with_server(args, body, workers, registry=metrics and metrics.registry))
+
+
+def _run_batch_ray(args: argparse.Namespace, settings: Any) -> int:
+    import functools
+
+    from voxrelay.batch.ray_batch import RaySettings, run_batch_ray
+    from voxrelay.batch.run import plan_batch
+
+    ray_settings = RaySettings(args.ray, args.ray_workers, args.ray_cpus)
+    plan = plan_batch(args.inputs, settings)
+    recognizer = None
+    if args.server:
+        from voxrelay.edge.transcribe import parse_server
+
+        uplink, vad = _edge_settings(args, parse_server(args.server), False)
+    else:
+        from voxrelay.embedded import embedded_recognizer
+
+        # Each worker slot starts its own recognizer; the address is filled in there.
+        uplink, vad = _edge_settings(args, "127.0.0.1:1", True)
+        recognizer = functools.partial(embedded_recognizer, model=args.model or "tiny.en", backend=args.backend)
+    with _edge_metrics(args) as metrics:
+        return asyncio.run(
+            run_batch_ray(plan, ray_settings, uplink, vad, recognizer, quiet=args.quiet, metrics=metrics)
+        )
 
 
 def _run_listen(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +27,14 @@ from voxrelay.batch.summary import (
     BatchMetrics,
     FileRecord,
     Summary,
-    file_stats,
     write_output,
 )
-from voxrelay.edge.agent import VadSettings, run_session
+from voxrelay.batch.worker import FileDone, transcribe_file
+from voxrelay.edge.agent import VadSettings
 from voxrelay.edge.capture.files import WavSource
 from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.sinks import FORMATS
-from voxrelay.edge.transcribe import new_session_id
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
 
 # Files in flight at once. With the embedded tiny.en on 2 cores (two inference workers), 2, 4 and 8
@@ -201,43 +199,23 @@ class BatchRun:
                 self.batch_metrics.pending.dec()
 
     async def _transcribe(self, job: Job) -> FileRecord:
-        label, source = job.item.label, job.source
-        began = time.perf_counter()
-        results = []
-        heard = 0.0
         observer = self.metrics.session(self.vad.vad) if self.metrics is not None else None
-        try:
-            async for result in run_session(
-                self.uplink,
-                new_session_id(label),
-                source.blocks(),
-                self.vad,
-                window=self.settings.window,
-                observer=observer,
-            ):
-                results.append(result)
-                if result.end > heard:
-                    self.reporter.audio(min(result.end, source.duration) - heard)
-                    heard = min(result.end, source.duration)
-        except AudioError as err:
-            return FileRecord(label, "failed", error=err.message)
-        finally:
-            self.reporter.audio(max(0.0, source.duration - heard))
-        failed = [r for r in results if r.error]
-        if failed:
-            first = failed[0]
-            return FileRecord(
-                label,
-                "failed",
-                error=f"{label}: {len(failed)} of {len(results)} segments were not recognised "
-                f"(first at {first.start:.2f} s: {first.error}); rerun to retry",
-            )
-        stats = file_stats(source.duration, results, time.perf_counter() - began)
-        try:
-            write_output(job.output, self.settings.fmt, label, results, stats)
-        except OSError as err:
-            return FileRecord(label, "failed", error=f"{job.output}: cannot write: {err.strerror or err}")
-        return FileRecord(label, "ok", output=str(job.output), stats=stats)
+        done = await transcribe_file(
+            self.uplink, job.item.label, job.source, self.vad, self.settings.window, observer, self.reporter.audio
+        )
+        return finish_file(job, self.settings.fmt, done)
+
+
+def finish_file(job: Job, fmt: str, done: FileDone) -> FileRecord:
+    """Write a finished file's output (atomically) and make its summary record."""
+    label = job.item.label
+    if done.error is not None or done.stats is None:
+        return FileRecord(label, "failed", error=done.error)
+    try:
+        write_output(job.output, fmt, label, done.results, done.stats)
+    except OSError as err:
+        return FileRecord(label, "failed", error=f"{job.output}: cannot write: {err.strerror or err}")
+    return FileRecord(label, "ok", output=str(job.output), stats=done.stats)
 
 
 async def run_batch(
@@ -290,7 +268,7 @@ async def run_batch(
             file=stderr,
         )
     if not quiet:
-        print(_final_line(summary), file=stderr)
+        print(final_line(summary), file=stderr)
     if summary.interrupted:
         return INTERRUPTED
     return 1 if summary.count("failed") or summary.error is not None else 0
@@ -318,7 +296,7 @@ async def _run_interruptibly(run: BatchRun) -> None:
             loop.remove_signal_handler(sig)
 
 
-def _final_line(summary: Summary) -> str:
+def final_line(summary: Summary) -> str:
     t = summary.totals()
     parts = [f"{t['ok']} ok", f"{t['skipped']} skipped", f"{t['failed']} failed"]
     if t["pending"]:
