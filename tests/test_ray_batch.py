@@ -105,7 +105,7 @@ def test_ray_batch_survives_a_killed_worker(
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.2)
     _, err = proc.communicate(timeout=600)
-    assert killed is not None, "no worker was busy after the first file: nothing was killed"
+    assert killed is not None, f"no worker was busy after the first file: nothing was killed\n{err}"
     assert proc.returncode == 0, err
     assert err.count("the worker died") == 1, err  # one file handed out again, once
     summary = json.loads((out / "summary.json").read_text())

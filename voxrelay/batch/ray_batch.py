@@ -112,10 +112,17 @@ def _ray() -> Any:
 
 @contextlib.asynccontextmanager
 async def _workers(ray: Any, settings: RaySettings, count: int, args: tuple[Any, ...]) -> AsyncIterator[list[Any]]:
-    actor = ray.remote(BatchWorker).options(
-        num_cpus=settings.cpus, max_restarts=-1, max_task_retries=0, namespace=NAMESPACE
-    )
-    workers = [actor.options(name=f"voxrelay-batch-{os.getpid()}-{i}").remote(*args) for i in range(count)]
+    actor = ray.remote(BatchWorker)
+    workers = [
+        actor.options(
+            name=f"voxrelay-batch-{os.getpid()}-{i}",
+            namespace=NAMESPACE,
+            num_cpus=settings.cpus,
+            max_restarts=-1,  # a dead worker slot comes back (and loads its recognizer again)
+            max_task_retries=0,  # the driver hands its file out again
+        ).remote(*args)
+        for i in range(count)
+    ]
     try:
         yield workers
     finally:
