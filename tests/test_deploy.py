@@ -168,3 +168,17 @@ def test_haproxy_config_is_valid() -> None:
         ["haproxy", "-c", "-f", str(HAPROXY_CFG)], env=env, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_configmap_thresholds_load_and_are_passed(tmp_path: Path) -> None:
+    from voxrelay.monitoring.thresholds import load_thresholds
+
+    (config,) = [c for c in by_kind("ConfigMap") if c["metadata"]["name"] == "voxrelay-config"]
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(config["data"]["thresholds.yaml"])
+    load_thresholds(path)  # raises on a file the recognizer would refuse
+    (deployment,) = by_kind("Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = _serve_args(container["args"])
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config")
+    assert args.thresholds_file == f"{mount}/thresholds.yaml"
