@@ -98,7 +98,7 @@ def direct(clips: list[np.ndarray]) -> list[float]:
     return times
 
 
-async def good_client(address: str, clips: list[np.ndarray]) -> tuple[list[float], Counter[str]]:
+async def good_client(address: str, clips: list[np.ndarray], name: str) -> tuple[list[float], Counter[str]]:
     """One session, one segment at a time: seconds from each end to its result; refusals by code."""
     latencies: list[float] = []
     refusals: Counter[str] = Counter()
@@ -124,7 +124,8 @@ async def good_client(address: str, clips: list[np.ndarray]) -> tuple[list[float
                     await go.wait()
 
             try:
-                async for response in stub.Stream(requests(f"s{attempt}"), metadata=auth("good"), timeout=600):
+                session = f"{name.replace(' ', '-')}-{attempt}"  # new segment ids: nothing comes from the cache
+                async for response in stub.Stream(requests(session), metadata=auth("good"), timeout=600):
                     if response.HasField("result"):
                         latencies.append(time.perf_counter() - ended[response.result.segment_id])
                         go.set()
@@ -234,13 +235,13 @@ class Calls(Abuser):
 
 
 async def beside(
-    abuser: Abuser | None, address: str, clips: list[np.ndarray]
+    abuser: Abuser | None, address: str, clips: list[np.ndarray], name: str
 ) -> tuple[list[float], Counter[str], Counter[str]]:
     task = asyncio.ensure_future(abuser.run()) if abuser is not None else None
     if task is not None:
         await asyncio.sleep(5.0)  # the abuse is in full swing before the good client starts
     try:
-        latencies, refusals = await good_client(address, clips)
+        latencies, refusals = await good_client(address, clips, name)
     finally:
         if abuser is not None and task is not None:
             abuser.stop.set()
@@ -313,7 +314,7 @@ async def bench(address: str, pid: int, clips: list[np.ndarray]) -> list[tuple[s
     ]
     rows = []
     for name, make in conditions:
-        latencies, refusals, outcomes = await beside(make(), address, clips)
+        latencies, refusals, outcomes = await beside(make(), address, clips, name)
         rows.append((name, latencies, refusals, outcomes))
         print(f"  {name}: done ({len(latencies)} results)", file=sys.stderr, flush=True)
     return rows

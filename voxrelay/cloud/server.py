@@ -93,6 +93,9 @@ def _channel_options(settings: ServerSettings, max_connections: int) -> list[tup
         ("grpc.so_reuseport", 0),
         ("grpc.max_allowed_incoming_connections", max_connections),
         ("grpc.max_connection_idle_ms", int(settings.connection_idle_seconds * 1000)),
+        # No flow-control window growth (BDP probing): what a caller may push before the server reads it
+        # stays at the 64 KiB HTTP/2 window per call, so refused or unread requests cost no memory.
+        ("grpc.http2.bdp_probe", 0),
         ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_seconds * 1000)),
         # HTTP/2 streams per connection: the server's streams and a Recognize call per slot.
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams + 64),

@@ -287,7 +287,9 @@ def cache_lock(directory: Path) -> Iterator[None]:
     """Hold ``directory``'s conversion lock, and remove the temporary files that an interrupted
     conversion left there (a temporary file only lives while its writer holds this lock)."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+b") as lock:
+    with open(
+        directory.parent / f".{directory.name}.lock", "a+b"
+    ) as lock:  # beside it: the folder holds only the model
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         orphans = [p for p in directory.glob(".*.tmp") if p.is_file()]
         for orphan in orphans:
