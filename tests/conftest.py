@@ -81,7 +81,7 @@ def engines() -> Iterator[dict[str, Any]]:
     from voxrelay.cloud.server import load_engines
     from voxrelay.cloud.settings import ServerSettings
 
-    loaded = load_engines(ServerSettings(port=0))
+    loaded = load_engines(ServerSettings(port=0, inference_workers=1))
     yield loaded
     for engine in loaded.values():
         engine.close()

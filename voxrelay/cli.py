@@ -44,7 +44,25 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=d.inference_workers,
         dest="inference_workers",
-        help="segments inside the model at once (default %(default)s)",
+        help="inference workers: model calls running at once (default: one per core, up to 4)",
+    )
+    p.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=d.cpu_threads,
+        help="CPU threads per worker (default: the cores divided among the workers)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.max_batch,
+        help="segments of any streams decoded together in one call (default %(default)s; 1 turns batching off)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=d.max_wait_ms,
+        help="how long a worker waits for a batch to fill while more segments are coming (default %(default)g ms)",
     )
     p.add_argument("--max-segment-seconds", type=float, default=d.max_segment_seconds)
     p.add_argument("--max-streams", type=int, default=d.max_concurrent_streams, dest="max_concurrent_streams")
@@ -227,6 +245,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         compute_type=args.compute_type,
         beam_size=args.beam_size,
         inference_workers=args.inference_workers,
+        cpu_threads=args.cpu_threads,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
         max_segment_seconds=args.max_segment_seconds,
         max_concurrent_streams=args.max_concurrent_streams,
         grace_seconds=args.grace_seconds,

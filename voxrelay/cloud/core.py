@@ -68,6 +68,13 @@ class ServiceCore:
         self.monitor = monitor if monitor is not None else build_monitor(settings, models, self.metrics.registry)
         if self.monitor is not None:
             self.monitor.start()
+        for engine in self.engines.values():
+            engine.more_coming = self.more_coming
+
+    def more_coming(self) -> bool:
+        """Whether more final work may arrive soon: a segment open on some stream, or several
+        single-utterance calls being served (a worker then waits briefly for its batch to fill)."""
+        return self.open_segments > 0 or self.calls_in_flight > 1
 
     def engine_for(self, field: str, name: str) -> InferenceEngine:
         """The engine serving model ``name`` ("" = the default)."""

@@ -1,11 +1,19 @@
-"""Runs a backend off the event loop, fairly between clients, and remembers recent results.
+"""Runs a backend off the event loop, fairly between clients, in batches, and remembers recent results.
 
 One ``InferenceEngine`` owns one loaded model and serves every stream: ``workers`` threads take jobs
-from a :class:`~voxrelay.cloud.scheduler.FairScheduler` (per-client queues served in turn), so at
-most that many segments are inside the model at once and one client's flood cannot starve another.
-Every job's cost is estimated beforehand and its measured inference time teaches the engine's
-:class:`~voxrelay.cloud.cost.CostModel`. ``ResultCache`` maps a segment's idempotency key to its
-result so that a resent segment is answered without being recognised twice.
+from a :class:`~voxrelay.cloud.scheduler.FairScheduler` (per-client queues served in turn), so one
+client's flood cannot starve another. **Dynamic batching**: a worker takes up to ``max_batch`` jobs of
+the same priority and batch key at once (the fair next ones) and decodes them in one backend call
+(``transcribe_batch``); when fewer are queued and more segments are on their way (``more_coming``),
+it waits up to ``max_wait`` seconds for them. Nothing waits when nothing else is coming, so a lone
+stream is served as fast as without batching. Every job's cost is estimated beforehand and its share
+of the measured batch time teaches the engine's :class:`~voxrelay.cloud.cost.CostModel`.
+
+Interim work (``Priority.INTERIM``) has a deadline after which it is worthless and dropped unrun,
+and is shed whenever final work has to wait (see the scheduler); its callers get :class:`Dropped`.
+
+``ResultCache`` maps a segment's idempotency key to its result so that a resent segment is answered
+without being recognised twice.
 """
 
 from __future__ import annotations
@@ -29,13 +37,23 @@ from voxrelay.errors import BackendError, Unavailable, VoxrelayError
 SAMPLE_RATE = 16000
 
 
+class Dropped(Unavailable):
+    """Interim work dropped unrun: the server was busy with final work, or its deadline passed."""
+
+
 @dataclass(frozen=True)
 class Recognition:
-    """A transcript with the server-side timings of producing it (seconds)."""
+    """A transcript with the server-side timings of producing it (seconds).
+
+    ``inference`` is the time inside the model of the call that decoded it, with ``batch_size``
+    segments; ``cost`` is this segment's share of it (by estimated cost).
+    """
 
     transcript: Transcript
     queue_wait: float
     inference: float
+    batch_size: int = 1
+    cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,14 @@ class _Work:
     submitted: float
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Recognition]
+    deadline: float | None = None  # perf_counter() after which the result is worthless
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+
+BatchObserver = Callable[[int, float, Priority], None]
 
 
 def _settle(future: asyncio.Future[Recognition], outcome: Recognition | BaseException) -> None:
@@ -62,11 +88,30 @@ def _settle(future: asyncio.Future[Recognition], outcome: Recognition | BaseExce
 class InferenceEngine:
     """Shares one backend between clients through a fair scheduler and ``workers`` threads."""
 
-    def __init__(self, backend: Backend, workers: int = 1, cost: CostModel | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        workers: int = 1,
+        cost: CostModel | None = None,
+        max_batch: int = 1,
+        max_wait: float = 0.0,
+        cpu_threads: int = 0,
+    ) -> None:
+        if workers < 1 or max_batch < 1 or not 0 <= max_wait <= 1:
+            raise ValueError("workers and max_batch must be at least 1, max_wait in [0, 1] s")
         self.backend = backend
         self.workers = workers
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.cpu_threads = cpu_threads  # what the backend was loaded with (0: its default), for GetInfo
         self.cost = cost or CostModel()
-        self.scheduler = FairScheduler()
+        # With several workers, interim work leaves one idle for a final segment that may arrive.
+        self.scheduler = FairScheduler(interim_reserve=1 if workers > 1 else 0)
+        # Whether more final work is on its way (segments open on streams, calls being read): only
+        # then does a worker wait for a batch to fill. The service sets it.
+        self.more_coming: Callable[[], bool] = lambda: False
+        # Told of each batch run (its size, how long its first job waited for it to fill, priority).
+        self.on_batch: BatchObserver | None = None
         self._token_counts: OrderedDict[str, int] = OrderedDict()
         self._token_lock = threading.Lock()
         self._threads = [
@@ -119,50 +164,102 @@ class InferenceEngine:
         options: DecodeOptions,
         client: str = "",
         priority: Priority = Priority.FINAL,
+        deadline: float | None = None,
     ) -> Recognition:
-        """Recognise ``audio`` (float32 mono 16 kHz) when the scheduler gives ``client`` its turn."""
+        """Recognise ``audio`` (float32 mono 16 kHz) when the scheduler gives ``client`` its turn.
+
+        ``deadline`` (perf_counter time, interim work): drop the job unrun after it (:class:`Dropped`).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Recognition] = loop.create_future()
         tokens = self.prompt_tokens(options)
-        work = _Work(audio, options, tokens, time.perf_counter(), loop, future)
-        job = Job(client, self.cost.estimate(audio.size / SAMPLE_RATE, tokens), work, priority, batch_key=options)
+        work = _Work(audio, options, tokens, time.perf_counter(), loop, future, deadline)
+        # One key for the whole model: every segment's encoder pass batches, whatever its options; the
+        # backend groups the decoder calls by their settings.
+        job = Job(client, self.cost.estimate(audio.size / SAMPLE_RATE, tokens), work, priority, batch_key=None)
         try:
-            self.scheduler.submit(job)
+            shed = self.scheduler.submit(job)
         except RuntimeError:
             raise Unavailable("the recognizer is shutting down; retry on another replica") from None
+        for dropped in shed:
+            self._drop(dropped, "the server is busy with final results")
         try:
             return await future
         finally:
             if not future.done():  # the caller went away: a job no worker has started is dropped
                 self.scheduler.withdraw(job)
 
+    def _more_coming(self, first: Job) -> bool:
+        return first.priority != Priority.INTERIM and self.more_coming()
+
     def _work(self) -> None:
         while True:
-            jobs = self.scheduler.take(1)
+            jobs = self.scheduler.take(self.max_batch, linger=self.max_wait, more_coming=self._more_coming)
             if not jobs:
                 return
-            for job in jobs:
-                self._run(job)
+            self._run(jobs)
 
-    def _run(self, job: Job) -> None:
+    def _drop(self, job: Job, why: str) -> None:
         work: _Work = job.payload
-        begin = time.perf_counter()
-        outcome: Recognition | BaseException
-        try:
+        with contextlib.suppress(RuntimeError):
+            work.loop.call_soon_threadsafe(_settle, work.future, Dropped(f"interim result dropped: {why}"))
+
+    def _run(self, jobs: list[Job]) -> None:
+        """Decode ``jobs`` (taken together) and settle each one's future."""
+        now = time.perf_counter()
+        live: list[Job] = []
+        for job in jobs:
+            work: _Work = job.payload
             if work.future.cancelled():
-                return
-            transcript = self.backend.transcribe(work.audio, work.options)
-            inference = time.perf_counter() - begin
-            self.cost.observe(work.audio.size / SAMPLE_RATE, work.prompt_tokens, inference)
-            outcome = Recognition(transcript, begin - work.submitted, inference)
-        except VoxrelayError as err:
-            outcome = err
-        except Exception as err:  # a backend bug must not take the server down
-            outcome = BackendError(f"{self.backend.model.backend} failed: {type(err).__name__}: {err}")
+                self.scheduler.done(job)
+            elif work.deadline is not None and now > work.deadline:
+                self.scheduler.done(job)
+                self._drop(job, "its deadline passed before a worker was free")
+            else:
+                live.append(job)
+        if not live:
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(live), live[0].taken_at - live[0].payload.submitted, live[0].priority)
+        backend = self.backend
+        batch = getattr(backend, "transcribe_batch", None)
+        try:
+            if batch is not None and self.max_batch > 1:
+                self._decode_together(live, batch)
+            else:
+                for job in live:
+                    self._decode_together([job], None)
         finally:
-            self.scheduler.done(job)
-        with contextlib.suppress(RuntimeError):  # the caller's event loop has closed: nobody is waiting
-            work.loop.call_soon_threadsafe(_settle, work.future, outcome)
+            for job in live:
+                self.scheduler.done(job)
+
+    def _decode_together(self, jobs: list[Job], batch: Callable[..., list[Transcript | VoxrelayError]] | None) -> None:
+        works: list[_Work] = [job.payload for job in jobs]
+        begin = time.perf_counter()
+        outcomes: list[Transcript | VoxrelayError]
+        try:
+            if batch is None:
+                outcomes = [self.backend.transcribe(works[0].audio, works[0].options)]
+            else:
+                outcomes = batch([(w.audio, w.options) for w in works])
+        except VoxrelayError as err:
+            outcomes = [err] * len(works)
+        except Exception as err:  # a backend bug must not take the server down
+            failure = BackendError(f"{self.backend.model.backend} failed: {type(err).__name__}: {err}")
+            outcomes = [failure] * len(works)
+        inference = time.perf_counter() - begin
+        estimates = [job.cost for job in jobs]
+        total = sum(estimates) or 1.0
+        for job, work, outcome in zip(jobs, works, outcomes, strict=True):
+            result: Recognition | BaseException
+            if isinstance(outcome, BaseException):
+                result = outcome
+            else:
+                share = inference * job.cost / total
+                self.cost.observe(work.audio_seconds, work.prompt_tokens, share)
+                result = Recognition(outcome, begin - work.submitted, inference, len(works), share)
+            with contextlib.suppress(RuntimeError):  # the caller's event loop has closed: nobody is waiting
+                work.loop.call_soon_threadsafe(_settle, work.future, result)
 
     def close(self) -> None:
         """Refuse queued work, wait for running inferences, then release the model."""

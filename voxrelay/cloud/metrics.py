@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -29,6 +29,7 @@ LOGPROB_BUCKETS = (-2.0, -1.5, -1.0, -0.8, -0.6, -0.5, -0.4, -0.3, -0.2, -0.1, 0
 PROBABILITY_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 COMPRESSION_BUCKETS = (0.5, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4, 3.0, 4.0)
 WPS_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 SECONDS_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0, 45.0, 60.0)
 
 # Whisper's own thresholds (openai-whisper and faster-whisper defaults).
@@ -59,6 +60,8 @@ class EngineLike(Protocol):
 
     @property
     def running(self) -> int: ...
+
+    on_batch: Callable[[int, float, Any], None] | None
 
 
 class CloudMetrics:
@@ -100,6 +103,20 @@ class CloudMetrics:
             "voxrelay_asr_queue_depth", "Segments waiting for an inference worker", ["model"], registry=registry
         )
         self.in_flight = Gauge("voxrelay_asr_in_flight", "Segments inside the model now", ["model"], registry=registry)
+        self.batch_size = Histogram(
+            "voxrelay_asr_batch_size",
+            "Segments decoded together in one model call, by priority (final, shadow, interim)",
+            ["model", "priority"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_wait = Histogram(
+            "voxrelay_asr_batch_wait_seconds",
+            "How long a batch's first segment waited in the queue and for the batch to fill",
+            ["model", "priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.active_streams = Gauge("voxrelay_asr_active_streams", "Open Stream calls", registry=registry)
         self.requests = Counter(
             "voxrelay_asr_requests_total",
@@ -177,8 +194,10 @@ class CloudMetrics:
         )
 
     def track(self, engines: Mapping[str, EngineLike], active_streams: Callable[[], float]) -> None:
-        """Read queue depth, in-flight segments and open streams from the service at scrape time."""
+        """Read queue depth, in-flight segments and open streams from the service at scrape time, and
+        record the batches each engine runs."""
         for name, engine in engines.items():
+            engine.on_batch = lambda size, wait, priority, n=name: self.batch(n, size, wait, priority.name.lower())
             self.queue_depth.labels(model=name).set_function(lambda e=engine: e.queued)  # type: ignore[misc]
             self.in_flight.labels(model=name).set_function(lambda e=engine: e.running)  # type: ignore[misc]
             # Series that start at zero, so that a scrape shows them before they move.
@@ -186,6 +205,10 @@ class CloudMetrics:
             for reason in ("repetitive", "non_speech"):
                 self.hallucinations.labels(model=engine.model.name, reason=reason)
         self.active_streams.set_function(active_streams)
+
+    def batch(self, model: str, size: int, wait: float, priority: str) -> None:
+        self.batch_size.labels(model=model, priority=priority).observe(size)
+        self.batch_wait.labels(model=model, priority=priority).observe(max(0.0, wait))
 
     def audio_received(self, seconds: float) -> None:
         self.audio.inc(max(0.0, seconds))

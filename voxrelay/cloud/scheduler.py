@@ -9,9 +9,16 @@ client flooding the queue only ever delays another client's next job by about on
 worker. Costs come from the :class:`~voxrelay.cloud.cost.CostModel`; the scheduler also tracks each
 client's *load* (estimated seconds queued or running), which admission control reads.
 
-Priorities are strict between levels (a lower number is served first) and fair within one. ``take``
-can hand out several jobs at once that share a batch key (a worker decoding them in one call); with
-``max_items=1`` it is plain fair queueing.
+Priorities are strict between levels (a lower number is served first) and fair within one: each
+level keeps its own virtual clocks, so work at one level neither earns nor costs a client turns at
+another. ``take`` can hand out several jobs at once that share a batch key (a worker decoding them in
+one call), and can *linger* a few milliseconds for more such jobs to arrive; with ``max_items=1`` it
+is plain fair queueing.
+
+Interim work (``Priority.INTERIM``) is what load sheds first: it counts in no client's load (so it
+never makes admission control refuse a final segment), a worker takes it only while ``interim_reserve``
+other workers stay idle for final work, and when final work has to queue because no worker is idle,
+the interim jobs still queued are withdrawn at once (``submit`` returns them; their callers are told).
 
 Thread-safe: the event loop submits, worker threads take.
 """
@@ -19,8 +26,9 @@ Thread-safe: the event loop submits, worker threads take.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -45,33 +53,51 @@ class Job:
     # Jobs with equal keys may be decoded together in one call (same model and options).
     batch_key: Hashable = None
     state: str = field(default="new", init=False)  # new → queued → running → done (or withdrawn)
+    taken_at: float = field(default=0.0, init=False)  # perf_counter() when a worker took it
+
+    @property
+    def counted(self) -> bool:
+        """Whether the job counts in its client's load (interim work does not)."""
+        return self.priority != Priority.INTERIM
 
 
 class _Client:
     __slots__ = ("jobs", "load", "queues", "virtual")
 
     def __init__(self) -> None:
-        self.virtual = 0.0
+        self.virtual: dict[Priority, float] = {}
         self.load = 0.0
         self.jobs = 0  # queued or running
         self.queues: dict[Priority, deque[Job]] = {}
 
 
 class FairScheduler:
-    """Per-client, per-priority queues handed out by start-time fair queueing."""
+    """Per-client, per-priority queues handed out by start-time fair queueing.
 
-    def __init__(self) -> None:
+    ``interim_reserve``: how many workers must stay idle (waiting in ``take``) besides the one that
+    takes interim work, so that a final segment arriving meanwhile finds a worker at once.
+    """
+
+    def __init__(self, interim_reserve: int = 0) -> None:
+        if interim_reserve < 0:
+            raise ValueError("interim_reserve must not be negative")
+        self.interim_reserve = interim_reserve
         self._cond = threading.Condition()
         self._clients: dict[str, _Client] = {}
-        self._virtual = 0.0  # the virtual time: the clock of the last job handed out
+        # The virtual time of each level: the clock of the last job handed out there.
+        self._virtual: dict[Priority, float] = {}
         self._queued = 0
+        self._queued_interim = 0
         self._running = 0
         self._total_load = 0.0
+        self._idle = 0  # workers waiting in take()
+        self._lingering = 0  # workers holding a batch open for more jobs
         self._closed = False
 
     # Submitting and withdrawing (event loop).
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> list[Job]:
+        """Queue ``job``; returns the interim jobs withdrawn to make way for it (see the module doc)."""
         if job.state != "new":
             raise ValueError("a job is submitted once")
         with self._cond:
@@ -80,27 +106,47 @@ class FairScheduler:
             client = self._clients.get(job.client)
             if client is None:
                 client = self._clients[job.client] = _Client()
-            if not any(client.queues.values()):
-                client.virtual = max(client.virtual, self._virtual)  # no credit banked while idle
-            client.queues.setdefault(job.priority, deque()).append(job)
-            client.load += job.cost
+            level = job.priority
+            if not client.queues.get(level):  # no credit banked while idle
+                client.virtual[level] = max(client.virtual.get(level, 0.0), self._virtual.get(level, 0.0))
+            client.queues.setdefault(level, deque()).append(job)
+            if job.counted:
+                client.load += job.cost
+                self._total_load += job.cost
             client.jobs += 1
-            self._total_load += job.cost
             self._queued += 1
+            self._queued_interim += level == Priority.INTERIM
             job.state = "queued"
-            self._cond.notify()
+            shed = self._shed() if level != Priority.INTERIM and self._idle - self._lingering <= 0 else []
+            self._cond.notify_all()
+            return shed
+
+    def _shed(self) -> list[Job]:
+        """Withdraw every queued interim job (final work is waiting for a worker)."""
+        shed = [
+            job
+            for client in self._clients.values()
+            for job in client.queues.get(Priority.INTERIM, ())
+            if job.state == "queued"
+        ]
+        for job in shed:
+            self._withdraw(job)
+        return shed
 
     def withdraw(self, job: Job) -> bool:
         """Take a job that no worker has started out of its queue; False if it has started or ended."""
         with self._cond:
             if job.state != "queued":
                 return False
-            client = self._clients[job.client]
-            client.queues[job.priority].remove(job)
-            self._queued -= 1
-            job.state = "withdrawn"
-            self._unload(job)
+            self._withdraw(job)
             return True
+
+    def _withdraw(self, job: Job) -> None:
+        self._clients[job.client].queues[job.priority].remove(job)
+        self._queued -= 1
+        self._queued_interim -= job.priority == Priority.INTERIM
+        job.state = "withdrawn"
+        self._unload(job)
 
     def done(self, job: Job) -> None:
         """A worker finished ``job`` (successfully or not)."""
@@ -114,8 +160,9 @@ class FairScheduler:
     def _unload(self, job: Job) -> None:
         client = self._clients[job.client]
         client.jobs -= 1
-        client.load = max(0.0, client.load - job.cost)
-        self._total_load = max(0.0, self._total_load - job.cost)
+        if job.counted:
+            client.load = max(0.0, client.load - job.cost)
+            self._total_load = max(0.0, self._total_load - job.cost)
         if client.jobs <= 0:
             # Forget idle clients; the virtual time they would restart at is the global one anyway.
             del self._clients[job.client]
@@ -124,48 +171,96 @@ class FairScheduler:
 
     # Taking (worker threads).
 
-    def take(self, max_items: int = 1, timeout: float | None = None) -> list[Job]:
+    def take(
+        self,
+        max_items: int = 1,
+        timeout: float | None = None,
+        linger: float = 0.0,
+        more_coming: Callable[[Job], bool] | None = None,
+    ) -> list[Job]:
         """Block until work is queued, then return up to ``max_items`` jobs to run together.
 
         The first job is the fair choice; further ones are the next fair choices among queued jobs
-        of the same priority and batch key. Returns [] when closed (or after ``timeout`` seconds).
+        of the same priority and batch key. When fewer than ``max_items`` are queued and
+        ``more_coming(first)`` says more may come, wait up to ``linger`` seconds for them (other workers
+        wait meanwhile, so that the batch fills first). Returns [] when closed (or after ``timeout``
+        seconds).
         """
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         with self._cond:
-            if not self._cond.wait_for(lambda: self._queued > 0 or self._closed, timeout):
-                return []
-            if self._closed:
-                return []
-            first = self._pick(None)
-            assert first is not None
-            jobs = [first]
-            while len(jobs) < max_items:
-                more = self._pick(first)
-                if more is None:
-                    break
-                jobs.append(more)
-            return jobs
+            self._idle += 1
+            self._cond.notify_all()  # one more idle worker: interim work may have become allowed
+            try:
+                if not self._cond.wait_for(lambda: self._closed or (not self._lingering and self._ready()), timeout):
+                    return []
+                if self._closed:
+                    return []
+                first = self._pick(None)
+                assert first is not None
+                self._idle -= 1
+                jobs = [first]
+                self._fill(jobs, max_items)
+                if len(jobs) < max_items and linger > 0 and (more_coming is None or more_coming(first)):
+                    self._linger(jobs, max_items, linger)
+                now = time.perf_counter()
+                for job in jobs:
+                    job.taken_at = now
+                self._idle += 1  # balanced by the finally clause
+                return jobs
+            finally:
+                self._idle -= 1
+
+    def _ready(self) -> bool:
+        """Whether this waiting worker may take something now."""
+        if self._queued > self._queued_interim:
+            return True
+        return self._queued_interim > 0 and self._idle - 1 >= self.interim_reserve
+
+    def _fill(self, jobs: list[Job], max_items: int) -> None:
+        while len(jobs) < max_items:
+            more = self._pick(jobs[0])
+            if more is None:
+                return
+            jobs.append(more)
+
+    def _linger(self, jobs: list[Job], max_items: int, linger: float) -> None:
+        deadline = time.monotonic() + linger
+        self._lingering += 1
+        try:
+            while len(jobs) < max_items and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
+                self._fill(jobs, max_items)
+        finally:
+            self._lingering -= 1
+            self._cond.notify_all()
 
     def _pick(self, like: Job | None) -> Job | None:
         """Dequeue the fair next job (of ``like``'s priority and batch key, if given)."""
+        interim_ok = self._idle - 1 >= self.interim_reserve
         best: tuple[int, float, str] | None = None
         for name, client in self._clients.items():
             for priority, queue in client.queues.items():
-                if not queue:
+                if not queue or (priority == Priority.INTERIM and not interim_ok and like is None):
                     continue
                 if like is not None and (priority != like.priority or queue[0].batch_key != like.batch_key):
                     continue
-                rank = (int(priority), client.virtual, name)
+                rank = (int(priority), client.virtual.get(priority, 0.0), name)
                 if best is None or rank < best:
                     best = rank
         if best is None:
             return None
+        level = Priority(best[0])
         client = self._clients[best[2]]
-        job = client.queues[Priority(best[0])].popleft()
-        self._virtual = max(self._virtual, client.virtual)
-        client.virtual += job.cost
+        job = client.queues[level].popleft()
+        clock = client.virtual.get(level, 0.0)
+        self._virtual[level] = max(self._virtual.get(level, 0.0), clock)
+        client.virtual[level] = clock + job.cost
         self._queued -= 1
+        self._queued_interim -= level == Priority.INTERIM
         self._running += 1
         job.state = "running"
         return job
@@ -180,6 +275,7 @@ class FairScheduler:
             for client in self._clients.values():
                 client.queues.clear()
             self._queued = 0
+            self._queued_interim = 0
             self._cond.notify_all()
             return left
 
@@ -205,6 +301,11 @@ class FairScheduler:
     @property
     def queued(self) -> int:
         return self._queued
+
+    @property
+    def queued_final(self) -> int:
+        """Queued jobs other than interim ones."""
+        return self._queued - self._queued_interim
 
     @property
     def running(self) -> int:

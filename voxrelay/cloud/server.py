@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from voxrelay.cloud import security
+from voxrelay.cloud import parallelism, security
 from voxrelay.cloud.backends import load_backend
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
     """Load every model of ``settings`` once (blocking: seconds per model)."""
     engines: dict[str, InferenceEngine] = {}
+    chosen = parallelism.pick(settings.inference_workers, settings.cpu_threads, settings.device)
+    log.info("inference: %s, batches of up to %d", chosen.describe(), settings.max_batch)
     for name in settings.models:
         began = time.perf_counter()
         backend = load_backend(
@@ -44,7 +46,8 @@ def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
             settings.backend,
             device=settings.device,
             compute_type=settings.compute_type,
-            num_workers=settings.inference_workers,
+            num_workers=chosen.workers,
+            cpu_threads=chosen.cpu_threads,
         )
         log.info(
             "loaded %s (%s, version %s, %s) in %.1f s",
@@ -54,7 +57,13 @@ def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
             backend.model.compute,
             time.perf_counter() - began,
         )
-        engines[name] = InferenceEngine(backend, settings.inference_workers)
+        engines[name] = InferenceEngine(
+            backend,
+            chosen.workers,
+            max_batch=settings.max_batch,
+            max_wait=settings.max_wait_ms / 1000,
+            cpu_threads=chosen.cpu_threads,
+        )
     return engines
 
 

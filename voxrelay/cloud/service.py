@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 import grpc
 
 from voxrelay import __version__
+from voxrelay.cloud import parallelism
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.security import client_identity, peer_host, principal_of
 from voxrelay.cloud.session import StreamSession
 from voxrelay.cloud.unary import check_length, recognize_utterance
 from voxrelay.cloud.watch import monitoring_info
-from voxrelay.cloud.wire import decode_options, limits, model_info, wire_format
+from voxrelay.cloud.wire import decode_options, inference_info, limits, model_info, wire_format
 from voxrelay.errors import InvalidArgument, Overloaded, Unavailable, VoxrelayError
 from voxrelay.protos import pb, pb_grpc
 
@@ -102,4 +103,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
             limits=limits(self.core.settings),
             encodings=[pb.LINEAR16, pb.FLOAT32],
             monitoring=monitoring_info(self.core.monitor),
+            inference=inference_info(
+                self.core.settings, self.core.engines[self.core.default_model], parallelism.available_cores()
+            ),
         )

@@ -22,8 +22,14 @@ class ServerSettings:
     device: str = "cpu"
     compute_type: str = "int8"
     beam_size: int = 5
-    # How many segments may be inside the model at once (across all streams).
-    inference_workers: int = 1
+    # Inference workers (model calls running at once) and CPU threads per worker; 0 = picked for the
+    # machine (see voxrelay.cloud.parallelism: one single-threaded worker per core, up to 4).
+    inference_workers: int = 0
+    cpu_threads: int = 0
+    # Dynamic batching: a worker decodes up to max_batch segments of any streams in one call, and
+    # waits up to max_wait_ms for a batch to fill while more segments are on their way.
+    max_batch: int = 8
+    max_wait_ms: float = 20.0
     max_segment_seconds: float = 60.0
     max_chunk_bytes: int = 256 * 1024
     max_concurrent_streams: int = 64
@@ -98,8 +104,15 @@ class ServerSettings:
             raise InvalidArgument(f"port: {self.port} is not a TCP port (0..65535; 0 picks a free one)")
         if not 1 <= self.beam_size <= 10:
             raise InvalidArgument(f"beam_size: {self.beam_size} is out of range (1..10)")
-        if self.inference_workers < 1:
-            raise InvalidArgument(f"inference_workers: {self.inference_workers} must be at least 1")
+        if self.inference_workers < 0 or self.cpu_threads < 0:
+            raise InvalidArgument(
+                f"workers and cpu_threads: {self.inference_workers} and {self.cpu_threads} must be 0 "
+                "(automatic) or more"
+            )
+        if not 1 <= self.max_batch <= 64:
+            raise InvalidArgument(f"max_batch: {self.max_batch} is out of range (1..64)")
+        if not 0 <= self.max_wait_ms <= 1000:
+            raise InvalidArgument(f"max_wait_ms: {self.max_wait_ms:g} is out of range (0..1000 ms)")
         if self.max_segment_seconds <= 0:
             raise InvalidArgument(f"max_segment_seconds: {self.max_segment_seconds} must be positive")
         if self.max_chunk_bytes < 1024:

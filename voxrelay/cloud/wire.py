@@ -7,7 +7,7 @@ from typing import Any
 
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor, Transcript
-from voxrelay.cloud.engine import Recognition
+from voxrelay.cloud.engine import InferenceEngine, Recognition
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import InvalidArgument, shown
 from voxrelay.protos import pb
@@ -113,6 +113,17 @@ def model_info(model: ModelDescriptor) -> pb.ModelInfo:
     )
 
 
+def inference_info(settings: ServerSettings, engine: InferenceEngine, cores: int) -> pb.InferenceInfo:
+    """How ``engine`` (the default model's) runs: workers × threads and batching."""
+    return pb.InferenceInfo(
+        workers=engine.workers,
+        cpu_threads=engine.cpu_threads,
+        max_batch=engine.max_batch,
+        max_wait_ms=engine.max_wait * 1000,
+        cores=cores,
+    )
+
+
 def limits(settings: ServerSettings) -> pb.Limits:
     return pb.Limits(
         max_segment_seconds=settings.max_segment_seconds,
@@ -178,5 +189,6 @@ def recognition_result(
             queue_wait_seconds=recognition.queue_wait,
             inference_seconds=recognition.inference,
             audio_seconds=audio_seconds,
+            batch_size=recognition.batch_size,
         ),
     )

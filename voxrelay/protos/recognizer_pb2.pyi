@@ -208,14 +208,16 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., multilingual: _Optional[bool] = ..., compute: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue_wait_seconds", "inference_seconds", "audio_seconds")
+    __slots__ = ("queue_wait_seconds", "inference_seconds", "audio_seconds", "batch_size")
     QUEUE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     queue_wait_seconds: float
     inference_seconds: float
     audio_seconds: float
-    def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class RecognitionResult(_message.Message):
     __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings")
@@ -293,19 +295,35 @@ class Limits(_message.Message):
     max_prompt_tokens: int
     def __init__(self, max_segment_seconds: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_queued_audio_seconds: _Optional[float] = ..., max_pending_segments: _Optional[int] = ..., stream_idle_seconds: _Optional[float] = ..., max_client_streams: _Optional[int] = ..., max_queued_work_seconds: _Optional[float] = ..., max_client_queued_work_seconds: _Optional[float] = ..., min_audio_rate: _Optional[float] = ..., max_prompt_tokens: _Optional[int] = ...) -> None: ...
 
+class InferenceInfo(_message.Message):
+    __slots__ = ("workers", "cpu_threads", "max_batch", "max_wait_ms", "cores")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    CPU_THREADS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    workers: int
+    cpu_threads: int
+    max_batch: int
+    max_wait_ms: float
+    cores: int
+    def __init__(self, workers: _Optional[int] = ..., cpu_threads: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., cores: _Optional[int] = ...) -> None: ...
+
 class ServerInfo(_message.Message):
-    __slots__ = ("server_version", "models", "limits", "encodings", "monitoring")
+    __slots__ = ("server_version", "models", "limits", "encodings", "monitoring", "inference")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ENCODINGS_FIELD_NUMBER: _ClassVar[int]
     MONITORING_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     limits: Limits
     encodings: _containers.RepeatedScalarFieldContainer[AudioEncoding]
     monitoring: _containers.RepeatedCompositeFieldContainer[MonitoringInfo]
-    def __init__(self, server_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., encodings: _Optional[_Iterable[_Union[AudioEncoding, str]]] = ..., monitoring: _Optional[_Iterable[_Union[MonitoringInfo, _Mapping]]] = ...) -> None: ...
+    inference: InferenceInfo
+    def __init__(self, server_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., encodings: _Optional[_Iterable[_Union[AudioEncoding, str]]] = ..., monitoring: _Optional[_Iterable[_Union[MonitoringInfo, _Mapping]]] = ..., inference: _Optional[_Union[InferenceInfo, _Mapping]] = ...) -> None: ...
 
 class MonitoringInfo(_message.Message):
     __slots__ = ("model", "reference_source", "reference_origin", "reference_segments", "learn_segments", "reference_created", "drifting", "estimated_wer")

@@ -19,11 +19,12 @@ def load_backend(
     device: str = "cpu",
     compute_type: str = "int8",
     num_workers: int = 1,
+    cpu_threads: int = 0,
 ) -> Backend:
     """Resolve ``model`` (see ``voxrelay.models.catalogue``) and load it into ``backend``.
 
-    ``compute_type`` and ``num_workers`` apply to faster-whisper; openai-whisper runs float32 and
-    one transcription at a time.
+    ``compute_type``, ``num_workers`` and ``cpu_threads`` (per worker) apply to faster-whisper;
+    openai-whisper runs float32 and one transcription at a time.
     """
     from voxrelay.errors import InvalidArgument, MissingDependency
     from voxrelay.models.catalogue import resolve_model
@@ -38,7 +39,9 @@ def load_backend(
             raise MissingDependency("the faster-whisper backend", "faster-whisper", "cloud") from err
         from .faster_whisper import FasterWhisperBackend
 
-        return FasterWhisperBackend(resolved, device=device, compute_type=compute_type, num_workers=num_workers)
+        return FasterWhisperBackend(
+            resolved, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=num_workers
+        )
     for module, package in (("torch", "torch"), ("whisper", "openai-whisper")):
         try:
             __import__(module)

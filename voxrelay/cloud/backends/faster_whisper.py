@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from voxrelay.errors import BackendError, InvalidArgument, MissingDependency
+from voxrelay.errors import BackendError, InvalidArgument, MissingDependency, VoxrelayError
 from voxrelay.models.catalogue import ResolvedModel, local_model, model_version
 
 from .base import DecodeOptions, ModelDescriptor, Phrase, Transcript, WordTiming
@@ -54,6 +57,9 @@ class FasterWhisperBackend:
             raise InvalidArgument(f"cannot load {resolved.name!r} on {device}/{compute_type}: {err}") from err
         except RuntimeError as err:
             raise BackendError(f"cannot load model {resolved.name!r} from {local.path}: {err}") from err
+        from .lockstep import LockstepDecoder
+
+        self._lockstep: LockstepDecoder | None = LockstepDecoder(self._model)
         self._multilingual = bool(self._model.model.is_multilingual)
         actual_compute = getattr(self._model.model, "compute_type", compute_type)
         self._descriptor = ModelDescriptor(
@@ -69,6 +75,7 @@ class FasterWhisperBackend:
         return self._descriptor
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """One segment, through faster-whisper's own ``transcribe``."""
         model = self._model
         if model is None:
             raise BackendError("the faster-whisper backend is closed")
@@ -89,29 +96,37 @@ class FasterWhisperBackend:
             segments = list(segments)  # decoding happens while the generator is consumed
         except Exception as err:
             raise BackendError(f"faster-whisper failed on a {samples.size / 16000:.2f} s segment: {err}") from err
-        phrases = tuple(
-            Phrase(
-                text=s.text.strip(),
-                start=float(s.start),
-                end=float(s.end),
-                avg_logprob=float(s.avg_logprob),
-                no_speech_prob=float(s.no_speech_prob),
-                compression_ratio=float(s.compression_ratio),
-            )
-            for s in segments
-        )
-        words = tuple(
-            WordTiming(word=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability))
-            for s in segments
-            for w in (s.words or ())
-        )
-        return Transcript(
-            text="".join(s.text for s in segments).strip(),
-            phrases=phrases,
-            language=info.language,
-            language_probability=float(info.language_probability),
-            words=words,
-        )
+        return _transcript(segments, info.language, float(info.language_probability))
+
+    def transcribe_batch(self, batch: Sequence[tuple[np.ndarray, DecodeOptions]]) -> list[Transcript | VoxrelayError]:
+        """Several segments decoded together (see :mod:`.lockstep`): the same texts as ``transcribe`` one
+        by one, in fewer model calls. A segment that fails gets its error in its place; the others go on."""
+        decoder = self._lockstep
+        if decoder is None:
+            raise BackendError("the faster-whisper backend is closed")
+        outcomes: list[Transcript | VoxrelayError] = []
+        checked: list[tuple[int, np.ndarray, DecodeOptions]] = []
+        for i, (audio, options) in enumerate(batch):
+            try:
+                checked.append((i, check_audio(audio), options))
+                outcomes.append(BackendError("not decoded"))
+            except VoxrelayError as err:
+                outcomes.append(err)
+        try:
+            decoded = decoder.decode([(samples, options) for _, samples, options in checked])
+        except Exception as err:
+            if len(checked) == 1:
+                i, samples, _ = checked[0]
+                outcomes[i] = BackendError(f"faster-whisper failed on a {samples.size / 16000:.2f} s segment: {err}")
+                return outcomes
+            decoded = None
+        if decoded is None:  # one of them broke the batch: each alone, so that only that one fails
+            for i, samples, options in checked:
+                outcomes[i] = self.transcribe_batch([(samples, options)])[0]
+            return outcomes
+        for (i, _, _), result in zip(checked, decoded, strict=True):
+            outcomes[i] = _transcript(result.segments, result.language, result.language_probability)
+        return outcomes
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (faster-whisper encodes it after a space)."""
@@ -123,6 +138,34 @@ class FasterWhisperBackend:
     def close(self) -> None:
         """Drop the model; CTranslate2 frees its memory when the last reference goes."""
         self._model = None
+        self._lockstep = None
+
+
+def _transcript(segments: Sequence[Any], language: str, language_probability: float) -> Transcript:
+    """faster-whisper's segments as a :class:`Transcript`."""
+    phrases = tuple(
+        Phrase(
+            text=s.text.strip(),
+            start=float(s.start),
+            end=float(s.end),
+            avg_logprob=float(s.avg_logprob),
+            no_speech_prob=float(s.no_speech_prob),
+            compression_ratio=float(s.compression_ratio),
+        )
+        for s in segments
+    )
+    words = tuple(
+        WordTiming(word=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability))
+        for s in segments
+        for w in (s.words or ())
+    )
+    return Transcript(
+        text="".join(s.text for s in segments).strip(),
+        phrases=phrases,
+        language=language,
+        language_probability=language_probability,
+        words=words,
+    )
 
 
 def check_audio(audio: np.ndarray) -> np.ndarray:
