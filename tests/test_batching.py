@@ -59,10 +59,11 @@ def test_interim_work_is_shed_first_and_never_counts_against_admission() -> None
     scheduler = FairScheduler()
     interim = [Job(f"c{i}", 1.0, f"interim-{i}", Priority.INTERIM) for i in range(3)]
     for job in interim:
-        assert scheduler.submit(job) == []  # nothing waits for a worker yet: kept
+        scheduler.submit(job)
     assert scheduler.total_load == 0 and scheduler.load("c0") == 0
-    # A final segment arrives and no worker is idle: the queued interim work is withdrawn at once.
-    shed = scheduler.submit(Job("c0", 1.0, "final"))
+    # A final segment arrives and no worker is idle: the engine sheds the queued interim work at once.
+    scheduler.submit(Job("c0", 1.0, "final"))
+    shed = scheduler.shed_interim()
     assert shed == interim and all(job.state == "withdrawn" for job in shed)
     assert scheduler.queued == scheduler.queued_final == 1 and scheduler.total_load == 1.0
     assert [j.payload for j in scheduler.take(4)] == ["final"]

@@ -104,6 +104,8 @@ class InferenceEngine:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.cpu_threads = cpu_threads  # what the backend was loaded with (0: its default), for GetInfo
+        self._busy = 0  # workers running a batch
+        self._busy_lock = threading.Lock()
         self.cost = cost or CostModel()
         # With several workers, interim work leaves one idle for a final segment that may arrive.
         self.scheduler = FairScheduler(interim_reserve=1 if workers > 1 else 0)
@@ -178,11 +180,12 @@ class InferenceEngine:
         # backend groups the decoder calls by their settings.
         job = Job(client, self.cost.estimate(audio.size / SAMPLE_RATE, tokens), work, priority, batch_key=None)
         try:
-            shed = self.scheduler.submit(job)
+            self.scheduler.submit(job)
         except RuntimeError:
             raise Unavailable("the recognizer is shutting down; retry on another replica") from None
-        for dropped in shed:
-            self._drop(dropped, "the server is busy with final results")
+        if priority != Priority.INTERIM and self._busy >= self.workers:  # final work must wait: shed interim
+            for dropped in self.scheduler.shed_interim():
+                self._drop(dropped, "the server is busy with final results")
         try:
             return await future
         finally:
@@ -197,7 +200,13 @@ class InferenceEngine:
             jobs = self.scheduler.take(self.max_batch, linger=self.max_wait, more_coming=self._more_coming)
             if not jobs:
                 return
-            self._run(jobs)
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                self._run(jobs)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
 
     def _drop(self, job: Job, why: str) -> None:
         work: _Work = job.payload

@@ -17,8 +17,8 @@ is plain fair queueing.
 
 Interim work (``Priority.INTERIM``) is what load sheds first: it counts in no client's load (so it
 never makes admission control refuse a final segment), a worker takes it only while ``interim_reserve``
-other workers stay idle for final work, and when final work has to queue because no worker is idle,
-the interim jobs still queued are withdrawn at once (``submit`` returns them; their callers are told).
+other workers stay idle for final work, and ``shed_interim`` withdraws the queued ones at once (the
+engine calls it when final work has to queue because every worker is busy, and tells their callers).
 
 Thread-safe: the event loop submits, worker threads take.
 """
@@ -91,13 +91,12 @@ class FairScheduler:
         self._running = 0
         self._total_load = 0.0
         self._idle = 0  # workers waiting in take()
-        self._lingering = 0  # workers holding a batch open for more jobs
+        self._lingering: list[tuple[Priority, Hashable]] = []  # batches held open for more jobs
         self._closed = False
 
     # Submitting and withdrawing (event loop).
 
-    def submit(self, job: Job) -> list[Job]:
-        """Queue ``job``; returns the interim jobs withdrawn to make way for it (see the module doc)."""
+    def submit(self, job: Job) -> None:
         if job.state != "new":
             raise ValueError("a job is submitted once")
         with self._cond:
@@ -117,21 +116,15 @@ class FairScheduler:
             self._queued += 1
             self._queued_interim += level == Priority.INTERIM
             job.state = "queued"
-            shed = self._shed() if level != Priority.INTERIM and self._idle - self._lingering <= 0 else []
             self._cond.notify_all()
-            return shed
 
-    def _shed(self) -> list[Job]:
-        """Withdraw every queued interim job (final work is waiting for a worker)."""
-        shed = [
-            job
-            for client in self._clients.values()
-            for job in client.queues.get(Priority.INTERIM, ())
-            if job.state == "queued"
-        ]
-        for job in shed:
-            self._withdraw(job)
-        return shed
+    def shed_interim(self) -> list[Job]:
+        """Withdraw every queued interim job and return them (final work is waiting for a worker)."""
+        with self._cond:
+            shed = [job for client in self._clients.values() for job in client.queues.get(Priority.INTERIM, ())]
+            for job in shed:
+                self._withdraw(job)
+            return shed
 
     def withdraw(self, job: Job) -> bool:
         """Take a job that no worker has started out of its queue; False if it has started or ended."""
@@ -182,9 +175,9 @@ class FairScheduler:
 
         The first job is the fair choice; further ones are the next fair choices among queued jobs
         of the same priority and batch key. When fewer than ``max_items`` are queued and
-        ``more_coming(first)`` says more may come, wait up to ``linger`` seconds for them (other workers
-        wait meanwhile, so that the batch fills first). Returns [] when closed (or after ``timeout``
-        seconds).
+        ``more_coming(first)`` says more may come, wait up to ``linger`` seconds for them (meanwhile
+        other workers leave jobs of that priority and key to this batch). Returns [] when closed (or
+        after ``timeout`` seconds).
         """
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
@@ -192,30 +185,22 @@ class FairScheduler:
             self._idle += 1
             self._cond.notify_all()  # one more idle worker: interim work may have become allowed
             try:
-                if not self._cond.wait_for(lambda: self._closed or (not self._lingering and self._ready()), timeout):
+                if not self._cond.wait_for(lambda: self._closed or self._best(None) is not None, timeout):
                     return []
                 if self._closed:
                     return []
                 first = self._pick(None)
                 assert first is not None
-                self._idle -= 1
-                jobs = [first]
-                self._fill(jobs, max_items)
-                if len(jobs) < max_items and linger > 0 and (more_coming is None or more_coming(first)):
-                    self._linger(jobs, max_items, linger)
-                now = time.perf_counter()
-                for job in jobs:
-                    job.taken_at = now
-                self._idle += 1  # balanced by the finally clause
-                return jobs
             finally:
                 self._idle -= 1
-
-    def _ready(self) -> bool:
-        """Whether this waiting worker may take something now."""
-        if self._queued > self._queued_interim:
-            return True
-        return self._queued_interim > 0 and self._idle - 1 >= self.interim_reserve
+            jobs = [first]
+            self._fill(jobs, max_items)
+            if len(jobs) < max_items and linger > 0 and (more_coming is None or more_coming(first)):
+                self._linger(jobs, max_items, linger)
+            now = time.perf_counter()
+            for job in jobs:
+                job.taken_at = now
+            return jobs
 
     def _fill(self, jobs: list[Job], max_items: int) -> None:
         while len(jobs) < max_items:
@@ -226,7 +211,8 @@ class FairScheduler:
 
     def _linger(self, jobs: list[Job], max_items: int, linger: float) -> None:
         deadline = time.monotonic() + linger
-        self._lingering += 1
+        key = (jobs[0].priority, jobs[0].batch_key)
+        self._lingering.append(key)
         try:
             while len(jobs) < max_items and not self._closed:
                 remaining = deadline - time.monotonic()
@@ -235,26 +221,39 @@ class FairScheduler:
                 self._cond.wait(remaining)
                 self._fill(jobs, max_items)
         finally:
-            self._lingering -= 1
+            self._lingering.remove(key)
             self._cond.notify_all()
 
-    def _pick(self, like: Job | None) -> Job | None:
-        """Dequeue the fair next job (of ``like``'s priority and batch key, if given)."""
+    def _best(self, like: Job | None) -> tuple[Priority, str] | None:
+        """The level and client of the fair next job: of ``like``'s priority and batch key if given, else
+        any this worker may take (not interim work without the reserve of idle workers, not work that a
+        lingering batch is waiting for)."""
         interim_ok = self._idle - 1 >= self.interim_reserve
         best: tuple[int, float, str] | None = None
         for name, client in self._clients.items():
             for priority, queue in client.queues.items():
-                if not queue or (priority == Priority.INTERIM and not interim_ok and like is None):
+                if not queue:
                     continue
-                if like is not None and (priority != like.priority or queue[0].batch_key != like.batch_key):
+                if like is not None:
+                    if priority != like.priority or queue[0].batch_key != like.batch_key:
+                        continue
+                elif (priority == Priority.INTERIM and not interim_ok) or (
+                    priority,
+                    queue[0].batch_key,
+                ) in self._lingering:
                     continue
                 rank = (int(priority), client.virtual.get(priority, 0.0), name)
                 if best is None or rank < best:
                     best = rank
-        if best is None:
+        return None if best is None else (Priority(best[0]), best[2])
+
+    def _pick(self, like: Job | None) -> Job | None:
+        """Dequeue the fair next job (see ``_best``)."""
+        found = self._best(like)
+        if found is None:
             return None
-        level = Priority(best[0])
-        client = self._clients[best[2]]
+        level, name = found
+        client = self._clients[name]
         job = client.queues[level].popleft()
         clock = client.virtual.get(level, 0.0)
         self._virtual[level] = max(self._virtual.get(level, 0.0), clock)
