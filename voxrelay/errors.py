@@ -95,3 +95,15 @@ class Unauthenticated(VoxrelayError):
     """A call without an accepted device token."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class NotFound(VoxrelayError):
+    """Something named in a request does not exist here (a deployment, a review item)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(VoxrelayError):
+    """A request that the current state does not allow (a promote with no candidate...)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

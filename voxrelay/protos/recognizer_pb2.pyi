@@ -220,7 +220,7 @@ class Timings(_message.Message):
     def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class RecognitionResult(_message.Message):
-    __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings")
+    __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings", "deployment", "needs_review", "review_id")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,9 @@ class RecognitionResult(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     text: str
     start_seconds: float
@@ -249,7 +252,10 @@ class RecognitionResult(_message.Message):
     model: ModelInfo
     slot: str
     timings: Timings
-    def __init__(self, segment_id: _Optional[str] = ..., text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., phrases: _Optional[_Iterable[_Union[Phrase, _Mapping]]] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., slot: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    deployment: str
+    needs_review: bool
+    review_id: str
+    def __init__(self, segment_id: _Optional[str] = ..., text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., phrases: _Optional[_Iterable[_Union[Phrase, _Mapping]]] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., slot: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., deployment: _Optional[str] = ..., needs_review: _Optional[bool] = ..., review_id: _Optional[str] = ...) -> None: ...
 
 class RecognizeRequest(_message.Message):
     __slots__ = ("format", "options", "audio")
