@@ -53,23 +53,20 @@ def load_pcm16(path: Path) -> np.ndarray:
 class ServerThread:
     """A real recognizer (grpc.aio) on an ephemeral loopback port, run by its own event loop thread."""
 
-    def __init__(self, settings: Any, engines: Any = None) -> None:
+    def __init__(self, settings: Any, engines: Any = None, rollout: Any = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
         self.thread.start()
         from voxrelay.cloud.server import create_server
 
-        self.server, self.port = self.call(create_server(settings, engines))
+        self.server, self.port = self.call(create_server(settings, engines, rollout=rollout))
         self.address = f"127.0.0.1:{self.port}"
 
     def call(self, coro: Any, timeout: float = 300) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self, grace: float = 5.0, close_engines: bool = True) -> None:
-        if close_engines:
-            self.call(self.server.stop(grace))
-        else:
-            self.call(self.server.server.stop(grace))
+        self.call(self.server.stop(grace, close_engines=close_engines))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -94,3 +91,14 @@ def server(engines: dict[str, Any]) -> Iterator[ServerThread]:
     running = ServerThread(ServerSettings(port=0, max_segment_seconds=40.0), engines)
     yield running
     running.stop(close_engines=False)
+
+
+@pytest.fixture(scope="session")
+def base_engine() -> Iterator[Any]:
+    """Multilingual base on faster-whisper (int8), loaded once (the rollout tests' candidate)."""
+    from voxrelay.cloud.server import load_engines
+    from voxrelay.cloud.settings import ServerSettings
+
+    loaded = load_engines(ServerSettings(port=0, models=("base",)))
+    yield loaded["base"]
+    loaded["base"].close()

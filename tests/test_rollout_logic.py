@@ -109,7 +109,7 @@ def test_too_few_samples_is_inconclusive_never_a_pass() -> None:
     result = an.analyse(samples(3, latency=0.1), samples(50, latency=0.1), Thresholds(), 10)
     assert result.verdict is Verdict.INCONCLUSIVE
     assert all(c.verdict is Verdict.INCONCLUSIVE for c in result.checks)
-    assert "fewer than 10 samples" in result.describe()
+    assert "inconclusive: fewer than 10 samples (3/50 samples)" in result.describe()
     assert an.analyse([], [], Thresholds(), 1).verdict is Verdict.INCONCLUSIVE
 
 

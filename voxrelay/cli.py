@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from voxrelay import __version__
+from voxrelay.cli_deploy import add_deploy_command, add_serve_rollout_arguments
 from voxrelay.cli_edge import add_edge_commands
 from voxrelay.cli_monitor import add_monitor_commands
 from voxrelay.errors import InvalidArgument, VoxrelayError
+from voxrelay.review.cli import add_review_command
 
 USAGE_ERROR = 2
 
@@ -83,6 +85,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     _add_serve_guards(p, d)
     _add_serve_fronts(p, d)
     _add_serve_monitoring(p)
+    add_serve_rollout_arguments(p)
     p.set_defaults(run=_run_serve)
 
 
@@ -236,6 +239,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from voxrelay.cloud.server import serve
     from voxrelay.cloud.settings import ServerSettings
 
+    if args.models and args.deployments_file:
+        raise InvalidArgument("--model and --deployments: give one (a deployments file names its models)")
     settings = ServerSettings(
         host=args.host,
         port=args.port,
@@ -276,6 +281,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         profiles=tuple(args.profiles or ()),
         calibration_file=args.calibration_file,
         dashboard_port=args.dashboard_port,
+        deployments_file=args.deployments_file,
+        admin_token_file=args.admin_token_file,
+        data_dir=args.data_dir,
+        review_port=args.review_port,
     )
     return serve(settings)
 
@@ -292,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     add_edge_commands(sub)
     add_monitor_commands(sub)
+    add_deploy_command(sub)
+    add_review_command(sub)
     return parser
 
 

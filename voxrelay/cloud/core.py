@@ -13,19 +13,22 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from voxrelay.cloud.backends.base import ModelDescriptor
+from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor
 from voxrelay.cloud.engine import InferenceEngine, ResultCache
 from voxrelay.cloud.metrics import CloudMetrics
+from voxrelay.cloud.rollout.controller import EngineHooks, RolloutController
+from voxrelay.cloud.rollout.deployment import Assignment
 from voxrelay.cloud.security import TokenSet
 from voxrelay.cloud.settings import ServerSettings
-from voxrelay.cloud.watch import build_monitor, observation
-from voxrelay.errors import ModelNotFound, Overloaded, Unavailable, shown
+from voxrelay.cloud.watch import build_monitor, model_ref, observation
+from voxrelay.errors import Overloaded, Unavailable, VoxrelayError
+from voxrelay.monitoring.calibration import load_calibration
 from voxrelay.monitoring.features import VadFeatures
 from voxrelay.monitoring.monitor import Monitor
 from voxrelay.protos import pb
@@ -39,16 +42,17 @@ class ServiceCore:
     def __init__(
         self,
         settings: ServerSettings,
-        engines: Mapping[str, InferenceEngine],
+        rollout: RolloutController,
         metrics: CloudMetrics | None = None,
         tokens: TokenSet | None = None,
         monitor: Monitor | None = None,
     ) -> None:
-        if not engines:
-            raise ValueError("at least one engine is needed")
         self.settings = settings
-        self.engines = dict(engines)
-        self.default_model = next(iter(self.engines))
+        # The deployments and where traffic goes (see voxrelay.cloud.rollout); the engines by deployment.
+        self.rollout = rollout
+        self.engines: dict[str, InferenceEngine] = rollout.engines()
+        if not self.engines:
+            raise ValueError("at least one engine is needed")
         self.results: ResultCache[tuple[str, str], pb.RecognitionResult] = ResultCache(settings.result_cache_size)
         self.tokens = tokens
         self.draining = False
@@ -68,6 +72,12 @@ class ServiceCore:
         self.monitor = monitor if monitor is not None else build_monitor(settings, models, self.metrics.registry)
         if self.monitor is not None:
             self.monitor.start()
+        # The label-free per-segment WER estimate the analysis and the review policy use.
+        calibration = self.monitor.calibration if self.monitor is not None else None
+        if calibration is None:
+            calibration = load_calibration(settings.calibration_file)
+        rollout.set_estimate(calibration.predict)
+        rollout.attach(EngineHooks(self._engine_added, self._engine_removed, self._loaded))
         for engine in self.engines.values():
             engine.more_coming = self.more_coming
 
@@ -76,18 +86,33 @@ class ServiceCore:
         single-utterance calls being served (a worker then waits briefly for its batch to fill)."""
         return self.open_segments > 0 or self.calls_in_flight > 1
 
-    def engine_for(self, field: str, name: str) -> InferenceEngine:
-        """The engine serving model ``name`` ("" = the default)."""
-        if not name:
-            return self.engines[self.default_model]
-        engine = self.engines.get(name)
-        if engine is None:
-            for candidate in self.engines.values():
-                if name in (candidate.model.name, candidate.model.version):
-                    return candidate
-            served = ", ".join(self.engines)
-            raise ModelNotFound(f"{field}: model {shown(name)} is not served here (served: {served})")
-        return engine
+    @property
+    def default_model(self) -> str:
+        """The stable deployment."""
+        return self.rollout.state.stable
+
+    def engine_for(self, field: str, name: str, key: str = "") -> Assignment:
+        """The deployment serving a call: ``name`` if the client named one (a deployment, model or weights
+        version), else the one the rollout routes ``key`` (a device id or client identity) to."""
+        return self.rollout.assign(field, name, key)
+
+    def reroute(self, current: Assignment, key: str) -> Assignment:
+        """The deployment a session's next segment goes to (the same unless the rollout changed)."""
+        return self.rollout.reroute(current, key)
+
+    def _engine_added(self, name: str, engine: InferenceEngine) -> None:
+        self.engines[name] = engine
+        engine.more_coming = self.more_coming
+        self.metrics.track_engine(name, engine)
+        if self.monitor is not None:
+            self.monitor.add_model(name, model_ref(engine.model))
+
+    def _engine_removed(self, name: str) -> None:
+        self.engines.pop(name, None)
+        self.metrics.untrack_engine(name)
+
+    def _loaded(self) -> bool:
+        return self.queued_audio_seconds > self.settings.max_queued_audio_seconds / 2
 
     def refuse_if_draining(self) -> None:
         if self.draining:
@@ -188,8 +213,7 @@ class ServiceCore:
     def close(self) -> None:
         if self.monitor is not None:
             self.monitor.close()
-        for engine in self.engines.values():
-            engine.close()
+        self.rollout.close_engines()
 
     # Observation hooks (metrics attach here).
     def metrics_audio(self, seconds: float) -> None:
@@ -202,11 +226,21 @@ class ServiceCore:
         audio: np.ndarray | None = None,
         vad: VadFeatures | None = None,
         session: str = "",
+        engine: Assignment | None = None,
+        options: DecodeOptions | None = None,
     ) -> None:
-        """A recognised segment: counted in the metrics, and handed to the monitor (which never blocks)."""
+        """A recognised segment: counted in the metrics, handed to the monitor (which never blocks), and
+        to the rollout (analysis samples, the shadow, the review queue: it may mark the result for review).
+        ``engine``: the deployment that produced it; ``options``: the client's decode options."""
         self.metrics.observe_result(model, result)
         if self.monitor is not None:
             self.monitor.submit(self.model_key(model), observation(result, audio, vad, session))
+        if engine is not None:
+            self.rollout.observe(engine, result, audio, options, session)
+
+    def observe_error(self, engine: Assignment, err: VoxrelayError) -> None:
+        """A segment the deployment failed on (counted against it by the analysis)."""
+        self.rollout.observe_error(engine, err)
 
     def model_key(self, model: ModelDescriptor) -> str:
         for name, engine in self.engines.items():

@@ -13,6 +13,7 @@ Labels stay low-cardinality: model, backend, slot, code, reason, language; never
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -197,14 +198,24 @@ class CloudMetrics:
         """Read queue depth, in-flight segments and open streams from the service at scrape time, and
         record the batches each engine runs."""
         for name, engine in engines.items():
-            engine.on_batch = lambda size, wait, priority, n=name: self.batch(n, size, wait, priority.name.lower())
-            self.queue_depth.labels(model=name).set_function(lambda e=engine: e.queued)  # type: ignore[misc]
-            self.in_flight.labels(model=name).set_function(lambda e=engine: e.running)  # type: ignore[misc]
-            # Series that start at zero, so that a scrape shows them before they move.
-            self.empty.labels(model=engine.model.name, backend=engine.model.backend)
-            for reason in ("repetitive", "non_speech"):
-                self.hallucinations.labels(model=engine.model.name, reason=reason)
+            self.track_engine(name, engine)
         self.active_streams.set_function(active_streams)
+
+    def track_engine(self, name: str, engine: Any) -> None:
+        """Queue depth and in-flight gauges and batch records of one engine (a deployment loaded at run
+        time, too)."""
+        engine.on_batch = lambda size, wait, priority, n=name: self.batch(n, size, wait, priority.name.lower())
+        self.queue_depth.labels(model=name).set_function(lambda e=engine: e.queued)  # type: ignore[misc]
+        self.in_flight.labels(model=name).set_function(lambda e=engine: e.running)  # type: ignore[misc]
+        # Series that start at zero, so that a scrape shows them before they move.
+        self.empty.labels(model=engine.model.name, backend=engine.model.backend)
+        for reason in ("repetitive", "non_speech"):
+            self.hallucinations.labels(model=engine.model.name, reason=reason)
+
+    def untrack_engine(self, name: str) -> None:
+        for gauge in (self.queue_depth, self.in_flight):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
 
     def batch(self, model: str, size: int, wait: float, priority: str) -> None:
         self.batch_size.labels(model=model, priority=priority).observe(size)

@@ -33,7 +33,8 @@ from voxrelay.errors import InvalidArgument, VoxrelayError
 log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 16
-EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+# The health service answers anyone; the Admin service checks admin tokens itself (never device tokens).
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/voxrelay.v1.Admin/")
 
 
 def _read(flag: str, path: str) -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from voxrelay.cloud import parallelism, security
 from voxrelay.cloud.backends import load_backend
@@ -20,6 +21,9 @@ from voxrelay.cloud.engine import InferenceEngine
 from voxrelay.cloud.fronts import Front
 from voxrelay.cloud.handlers import add_recognizer, receive_limits
 from voxrelay.cloud.metrics import CloudMetrics
+from voxrelay.cloud.rollout.admin import AdminService, AdminTokenInterceptor, add_admin
+from voxrelay.cloud.rollout.config import RolloutConfig
+from voxrelay.cloud.rollout.setup import admin_tokens, build_rollout
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.cloud.watch import ServedModels
@@ -29,7 +33,9 @@ from voxrelay.monitoring.board import Board
 from voxrelay.monitoring.live import LivePage
 from voxrelay.monitoring.monitor import Monitor
 from voxrelay.monitoring.thresholds import load_thresholds
-from voxrelay.protos import SERVICE_NAME
+from voxrelay.protos import ADMIN_SERVICE_NAME, SERVICE_NAME
+from voxrelay.review.metrics import ReviewCollector
+from voxrelay.review.page import ReviewPage
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +133,13 @@ class RecognizerServer:
         core: ServiceCore,
         health_servicer: health.aio.HealthServicer,
         fronts: Sequence[Front] = (),
+        review: ReviewPage | None = None,
     ):
         self.server = server
         self.core = core
         self.health = health_servicer
         self.fronts = tuple(fronts)
+        self.review = review
         self._stopped = False
 
     def front(self, name: str) -> Front:
@@ -141,8 +149,9 @@ class RecognizerServer:
                 return front
         raise KeyError(name)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting work, finish in-flight segments within ``grace`` seconds, then stop."""
+    async def stop(self, grace: float | None = None, close_engines: bool = True) -> None:
+        """Stop accepting work, finish in-flight segments within ``grace`` seconds, then stop.
+        ``close_engines`` False leaves the models loaded (engines the caller lent)."""
         if self._stopped:
             return
         self._stopped = True
@@ -154,7 +163,13 @@ class RecognizerServer:
         await asyncio.gather(*(front.stop(remaining) for front in self.fronts))
         remaining = max(0.5, grace - (time.perf_counter() - began))
         await self.server.stop(remaining)
-        await asyncio.to_thread(self.core.close)
+        if self.review is not None:
+            await self.review.stop()
+        await self.core.rollout.close()
+        if close_engines:
+            await asyncio.to_thread(self.core.close)
+        elif self.core.monitor is not None:
+            await asyncio.to_thread(self.core.monitor.close)
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -165,22 +180,28 @@ async def create_server(
     engines: Mapping[str, InferenceEngine] | None = None,
     metrics: CloudMetrics | None = None,
     monitor: Monitor | None = None,
+    rollout: RolloutConfig | None = None,
 ) -> tuple[RecognizerServer, int]:
     """Build and start the server; returns it and the port it is bound to (settings.port 0 picks one).
 
     ``metrics`` records on the caller's registry; without it the service gets a fresh registry of its own.
     ``monitor``: the drift monitor to use instead of the one the settings describe (it is started and
-    closed with the service).
+    closed with the service). ``engines``: models already loaded, by deployment (or model) name; the
+    deployments (``rollout``, else the settings' deployments file, else one per model) load the rest.
     """
-    if engines is None:
-        engines = await asyncio.to_thread(load_engines, settings)
     tokens = security.token_set(settings)
-    core = ServiceCore(settings, engines, metrics, tokens, monitor)
+    admins = admin_tokens(settings, tokens)
+    metrics = metrics if metrics is not None else CloudMetrics(CollectorRegistry())
+    controller = await build_rollout(settings, metrics.registry, engines, rollout)
+    core = ServiceCore(settings, controller, metrics, tokens, monitor)
+    metrics.registry.register(ReviewCollector(lambda: controller.review))
     limit = connection_limit(settings, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     server = grpc.aio.server(
-        options=_channel_options(settings, limit), interceptors=security.interceptors(settings, tokens)
+        options=_channel_options(settings, limit),
+        interceptors=[*security.interceptors(settings, tokens), AdminTokenInterceptor(admins, tokens)],
     )
     add_recognizer(RecognizerService(core), server, receive_limits(settings))
+    add_admin(AdminService(controller, admins, settings.compute_type), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
@@ -189,6 +210,7 @@ async def create_server(
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
+                ADMIN_SERVICE_NAME,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -196,14 +218,21 @@ async def create_server(
         )
     port = security.bind(server, settings)
     fronts = await _start_fronts(core, tokens)
+    review = None
     try:
+        if settings.review_port is not None:
+            review = ReviewPage(controller, admins, core.metrics.registry)
+            await review.start(settings.host, settings.review_port)
         await server.start()
     except BaseException:
         await asyncio.gather(*(front.stop(0.5) for front in fronts))
+        if review is not None:
+            await review.stop()
         raise
-    for name in ("", SERVICE_NAME):
+    controller.start()
+    for name in ("", SERVICE_NAME, ADMIN_SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RecognizerServer(server, core, health_servicer, fronts), port
+    return RecognizerServer(server, core, health_servicer, fronts, review), port
 
 
 async def _start_fronts(core: ServiceCore, tokens: security.TokenSet | None) -> list[Front]:
@@ -236,24 +265,20 @@ async def _start_fronts(core: ServiceCore, tokens: security.TokenSet | None) -> 
 async def _serve(settings: ServerSettings) -> None:
     registry = new_registry()
     export = ExportSettings(port=settings.metrics_port, host=settings.host)
-    engines = await asyncio.to_thread(load_engines, settings)
     with exported(registry, export) as exporter:
-        await _run(settings, engines, CloudMetrics(registry), exporter)
+        await _run(settings, CloudMetrics(registry), exporter)
 
 
-async def _run(
-    settings: ServerSettings,
-    engines: Mapping[str, InferenceEngine],
-    metrics: CloudMetrics,
-    exporter: MetricsExporter | None,
-) -> None:
-    server, port = await create_server(settings, engines, metrics)
+async def _run(settings: ServerSettings, metrics: CloudMetrics, exporter: MetricsExporter | None) -> None:
+    server, port = await create_server(settings, None, metrics)
     print(f"listening on {settings.host}:{port}", flush=True)
     if exporter is not None:
         print(f"metrics on http://{settings.host}:{exporter.port}/metrics", flush=True)
     for front in server.fronts:
         scheme = "tcp" if front.name == "wyoming" else "http"
         print(f"{front.name} on {scheme}://{settings.host}:{front.port}", flush=True)
+    if server.review is not None:
+        print(f"review on http://{settings.host}:{server.review.port}/", flush=True)
     page = _start_page(settings, server)
     try:
         await _until_stopped(settings, server)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -72,7 +73,7 @@ class RecognizerService(pb_grpc.RecognizerServicer):
         client = client_identity(context, core.tokens) or peer_host(context)
         try:
             try:
-                engine = core.engine_for("options.model", request.options.model)
+                engine = core.engine_for("options.model", request.options.model, client)
                 fmt = wire_format("format", request.format, core.settings)
                 options = decode_options("options", request.options, core.settings, engine.model, engine.count_tokens)
                 if not request.audio:
@@ -96,10 +97,16 @@ class RecognizerService(pb_grpc.RecognizerServicer):
             raise  # unreachable: abort raises
         return result
 
+    def _served(self) -> list[Any]:
+        """The engines of the deployments, the stable first (the default model)."""
+        engines = self.core.engines
+        stable = self.core.default_model
+        return [engines[stable], *(e for name, e in engines.items() if name != stable)] if stable in engines else []
+
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.ServerInfo:
         return pb.ServerInfo(
             server_version=__version__,
-            models=[model_info(engine.model) for engine in self.core.engines.values()],
+            models=[model_info(engine.model) for engine in self._served()],
             limits=limits(self.core.settings),
             encodings=[pb.LINEAR16, pb.FLOAT32],
             monitoring=monitoring_info(self.core.monitor),

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
-from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.rollout.deployment import Assignment
 from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
 from voxrelay.cloud.watch import vad_features
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
@@ -45,6 +45,8 @@ class OpenSegment:
     opened_at: float = field(default_factory=time.monotonic)
     # What the edge's VAD said about it (sent with its end), for the drift monitors.
     vad: VadFeatures | None = None
+    # The deployment it started on, which it finishes on whatever the rollout does meanwhile.
+    engine: Assignment | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class SessionState:
     session_id: str
     fmt: WireFormat
     options: DecodeOptions
-    engine: InferenceEngine
+    # The deployment serving the session now (the router's pick, or the one the client named).
+    engine: Assignment
 
 
 _DONE = object()
@@ -212,7 +215,7 @@ class StreamSession:
         device_id = check_id("config.device_id", config.device_id)
         session_id = check_id("config.session_id", config.session_id)
         fmt = wire_format("config.format", config.format, self.core.settings)
-        engine = self.core.engine_for("config.options.model", config.options.model)
+        engine = self.core.engine_for("config.options.model", config.options.model, device_id)
         options = decode_options(
             "config.options", config.options, self.core.settings, engine.model, engine.count_tokens
         )
@@ -222,11 +225,13 @@ class StreamSession:
             self._recount(self.client)
         self._state = SessionState(device_id, session_id, fmt, options, engine)
         log.info(
-            "stream %s: session %s/%s, %s, model %s",
+            "stream %s: session %s/%s, %s, deployment %s (%s, model %s)",
             self.peer,
             device_id,
             session_id,
             fmt.describe(),
+            engine.name,
+            engine.role,
             engine.model.name,
         )
         accepted = pb.SessionAccepted(
@@ -258,7 +263,12 @@ class StreamSession:
             )
         if self.core.results.peek(self._cache_key(segment_id)) is None:  # a resent segment needs no room
             self.core.admit(client=self.client)
-        self._segment = OpenSegment(segment_id, start.sequence, start.offset_seconds)
+        state = self._state
+        assert state is not None
+        engine = self.core.reroute(state.engine, state.device_id)  # between segments the rollout may move it
+        if engine is not state.engine:
+            self._state = replace(state, engine=engine)
+        self._segment = OpenSegment(segment_id, start.sequence, start.offset_seconds, engine=engine)
         self.core.open_segments += 1
 
     def _audio(self, chunk: pb.AudioChunk) -> None:
@@ -301,8 +311,9 @@ class StreamSession:
         if self.core.results.peek(key) is None:
             try:
                 # A segment open when a drain began may still end: only new segments are refused.
+                engine = segment.engine or state.engine
                 self.core.admit(
-                    audio_seconds, self.client, state.engine.estimate(audio_seconds, state.options), draining_ok=True
+                    audio_seconds, self.client, engine.estimate(audio_seconds, state.options), draining_ok=True
                 )
             except VoxrelayError:
                 segment.chunks.clear()
@@ -330,10 +341,15 @@ class StreamSession:
         future: asyncio.Future[pb.RecognitionResult],
     ) -> None:
         key = self._cache_key(segment.segment_id)
+        engine = segment.engine or state.engine
         try:
             audio = state.fmt.decode("audio", b"".join(segment.chunks))
             segment.chunks.clear()
-            recognition = await state.engine.recognize(audio, state.options, self.client or "")
+            try:
+                recognition = await engine.recognize(audio, state.options, self.client or "")
+            except VoxrelayError as err:
+                self.core.observe_error(engine, err)
+                raise
         except VoxrelayError as err:
             if not future.done():
                 future.set_exception(err)
@@ -349,13 +365,20 @@ class StreamSession:
             segment_id=segment.segment_id,
             offset=segment.offset,
             audio_seconds=audio_seconds,
-            model=state.engine.model,
-            slot=self.core.settings.slot,
+            model=engine.model,
+            slot=engine.role,
+            deployment=engine.name,
         )
         # Queue wait counts from the segment's end: decoding and waiting for a worker.
         result.timings.queue_wait_seconds = max(0.0, time.perf_counter() - ended - recognition.inference)
         self.core.observe_result(
-            state.engine.model, result, audio, segment.vad, f"{state.device_id}/{state.session_id}"
+            engine.model,
+            result,
+            audio,
+            segment.vad,
+            f"{state.device_id}/{state.session_id}",
+            engine=engine,
+            options=state.options,
         )
         if not future.done():
             future.set_result(result)

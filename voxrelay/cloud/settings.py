@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from voxrelay.errors import InvalidArgument
 from voxrelay.netaddr import is_loopback
@@ -92,6 +94,14 @@ class ServerSettings:
     profiles: tuple[str, ...] = ()
     calibration_file: str | None = None
     dashboard_port: int | None = None
+    # Deployments and rollouts: the deployments file (None: one deployment per model, the first
+    # stable), the admin tokens (None: the admin service refuses every call), the data directory of
+    # the audit log and the review queue (None: $VOXRELAY_DATA_DIR, else ~/.local/share/voxrelay), and
+    # the review page's port (None: off).
+    deployments_file: str | None = None
+    admin_token_file: str | None = None
+    data_dir: str | None = None
+    review_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -134,12 +144,20 @@ class ServerSettings:
         self._check_fronts()
 
     def _check_fronts(self) -> None:
-        for name, port in (("http_port", self.http_port), ("wyoming_port", self.wyoming_port)):
+        for name, port in (
+            ("http_port", self.http_port),
+            ("wyoming_port", self.wyoming_port),
+            ("review_port", self.review_port),
+        ):
             if port is not None and not 0 <= port <= 65535:
                 raise InvalidArgument(f"{name}: {port} is not a TCP port (0..65535; 0 picks a free one)")
-        ports = [p for p in (self.port, self.http_port, self.wyoming_port, self.metrics_port) if p]
+        given = (self.port, self.http_port, self.wyoming_port, self.metrics_port, self.dashboard_port, self.review_port)
+        ports = [p for p in given if p]
         if len(ports) != len(set(ports)):
-            raise InvalidArgument(f"ports: --port, --http-port, --wyoming-port and --metrics-port collide ({ports})")
+            raise InvalidArgument(
+                f"ports: --port, --http-port, --wyoming-port, --metrics-port, --dashboard-port and --review-port "
+                f"collide ({ports})"
+            )
         if not 1024 <= self.http_max_upload_bytes <= 1 << 30:
             raise InvalidArgument(f"http_max_upload_bytes: {self.http_max_upload_bytes} is out of range (1 KiB..1 GiB)")
         if self.wyoming_port is not None and self.auth_token_file is not None and not self.wyoming_trusted:
@@ -187,6 +205,17 @@ class ServerSettings:
                 f"host: refusing to serve plaintext on {self.host}, which is not a loopback address; "
                 "give --tls-cert/--tls-key, or --insecure on a trusted network"
             )
+
+    @property
+    def data_directory(self) -> Path:
+        """Where the audit log and the review queue live."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        explicit = os.environ.get("VOXRELAY_DATA_DIR")
+        if explicit:
+            return Path(explicit).expanduser()
+        xdg = os.environ.get("XDG_DATA_HOME")
+        return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "voxrelay"
 
     @property
     def tls(self) -> bool:

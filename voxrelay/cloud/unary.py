@@ -8,13 +8,15 @@ and output metrics, the inference engine and the result message, in that order.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 
-from voxrelay.cloud.backends.base import DecodeOptions
+from voxrelay.cloud.backends.base import DecodeOptions, Transcript
 from voxrelay.cloud.core import ServiceCore
-from voxrelay.cloud.engine import InferenceEngine, Recognition
+from voxrelay.cloud.engine import Recognition
+from voxrelay.cloud.rollout.deployment import Assignment
 from voxrelay.cloud.wire import recognition_result
 from voxrelay.errors import LimitExceeded, VoxrelayError
 from voxrelay.protos import pb
@@ -31,7 +33,7 @@ def check_length(core: ServiceCore, field: str, seconds: float, hint: str) -> No
 
 async def recognize_utterance(
     core: ServiceCore,
-    engine: InferenceEngine,
+    engine: Assignment,
     seconds: float,
     decode: Callable[[], np.ndarray],
     options: DecodeOptions,
@@ -54,6 +56,9 @@ async def recognize_utterance(
         core.queued_audio_seconds += seconds
         try:
             recognition = await engine.recognize(audio, options, client)
+        except VoxrelayError as err:
+            core.observe_error(engine, err)
+            raise
         finally:
             core.queued_audio_seconds -= seconds
     except VoxrelayError as err:
@@ -67,8 +72,15 @@ async def recognize_utterance(
         offset=0.0,
         audio_seconds=seconds,
         model=engine.model,
-        slot=core.settings.slot,
+        slot=engine.role,
+        deployment=engine.name,
     )
-    core.observe_result(engine.model, result, audio)
+    core.observe_result(engine.model, result, audio, session=client, engine=engine, options=options)
+    if result.needs_review and not result.text and recognition.transcript.text:
+        # The deployment's people transcribe: no front gets the machine's text.
+        t = recognition.transcript
+        recognition = dataclasses.replace(
+            recognition, transcript=Transcript("", (), t.language, t.language_probability)
+        )
     core.metrics.request(front, "OK")
     return recognition, result

@@ -117,24 +117,20 @@ def monitoring_info(monitor: Monitor | None) -> list[pb.MonitoringInfo]:
 
 
 class ServedModels:
-    """The deployments the live page lists: today one per model served, in the server's slot."""
+    """The deployments the live page lists: each loaded deployment with its role in the rollout."""
 
     def __init__(self, core: Any) -> None:
         self.core = core
 
     def deployments(self) -> list[Deployment]:
-        counts = {}
-        for name, engine in self.core.engines.items():
-            m = engine.model
-            value = self.core.metrics.registry.get_sample_value(
-                "voxrelay_asr_segments_total", {"model": m.name, "backend": m.backend, "slot": self.core.settings.slot}
-            )
-            counts[name] = value or 0.0
+        rollout = self.core.rollout
+        st = rollout.state
+        counts = {name: float(d.counters.results) for name, d in rollout.deployments.items()}
         total = sum(counts.values())
         states = {s.model: s for s in self.core.monitor.states()} if self.core.monitor is not None else {}
         out = []
-        for name, engine in self.core.engines.items():
-            m = engine.model
+        for name, d in rollout.deployments.items():
+            m = d.model
             state = states.get(name)
             if state is None:
                 reference = "monitoring off"
@@ -144,13 +140,18 @@ class ServedModels:
                 reference = f"learned from {state.reference_origin}"
             else:
                 reference = f"profile ({state.reference_source}: {state.reference_origin})"
+            role = st.role(name).value
+            if role == "canary":
+                role = f"canary {st.weight:g}%"
+            elif role == "shadow":
+                role = f"shadow ({st.mirror_percent:g}% mirrored)"
             out.append(
                 Deployment(
                     name=name,
                     model=m.name,
                     version=m.version,
                     backend=f"{m.backend} {m.compute}",
-                    slot=self.core.settings.slot,
+                    slot=role,
                     share=counts[name] / total if total else 0.0,
                     reference=reference,
                 )

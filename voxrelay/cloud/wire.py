@@ -150,8 +150,10 @@ def recognition_result(
     audio_seconds: float,
     model: ModelDescriptor,
     slot: str,
+    deployment: str = "",
 ) -> pb.RecognitionResult:
-    """The result message of one segment; times are moved into the session's timeline."""
+    """The result message of one segment; times are moved into the session's timeline. ``slot``: the
+    role of the ``deployment`` that produced it."""
     t: Transcript = recognition.transcript
     return pb.RecognitionResult(
         segment_id=segment_id,
@@ -185,6 +187,7 @@ def recognition_result(
         compression_ratio=t.compression_ratio,
         model=model_info(model),
         slot=slot,
+        deployment=deployment,
         timings=pb.Timings(
             queue_wait_seconds=recognition.queue_wait,
             inference_seconds=recognition.inference,

@@ -32,6 +32,10 @@ class SegmentResult:
     model_version: str = ""
     backend: str = ""
     slot: str = ""
+    # The server's deployment that produced it (slot is its role), and whether a person is to check it.
+    deployment: str = ""
+    needs_review: bool = False
+    review_id: str = ""
     audio_seconds: float = 0.0
     queue_wait_seconds: float = 0.0
     inference_seconds: float = 0.0
@@ -50,6 +54,8 @@ class SegmentResult:
             del data["words"]
         if self.error is None:
             del data["error"]
+        if not self.needs_review:
+            del data["review_id"]
         for key in (
             "start",
             "end",

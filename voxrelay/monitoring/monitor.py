@@ -90,6 +90,15 @@ class Monitor:
         self.scorings_done = 0
         self._update_reference_metrics()
 
+    def add_model(self, name: str, model: ModelRef) -> None:
+        """Monitor one more model (a deployment loaded at run time); it learns its reference anew."""
+        with self._lock:
+            if name in self._models:
+                return
+            m = _ModelMonitor(model, self.settings, None, False)
+            self._models[name] = m
+        self.metrics.start(name, m.detector.features)
+
     # -- request path ------------------------------------------------------------------------
 
     def submit(self, model: str, obs: SegmentObservation) -> None:

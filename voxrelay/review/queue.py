@@ -92,7 +92,7 @@ class NewItem:
     language: str
     model_text: str
     show_text: bool
-    audio: bytes  # a WAV file
+    audio: bytes | np.ndarray  # a WAV file, or float32 samples at 16 kHz (made a WAV when stored)
     audio_seconds: float
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     created: float = field(default_factory=time.time)
@@ -255,7 +255,7 @@ class ReviewQueue:
             item.language,
             item.model_text,
             int(item.show_text),
-            sqlite3.Binary(item.audio),
+            sqlite3.Binary(item.audio if isinstance(item.audio, bytes) else wav_bytes(item.audio)),
             item.audio_seconds,
         )
         with self._lock:

@@ -45,7 +45,8 @@ class Sample:
 
     at: float  # monotonic seconds
     ok: bool
-    latency: float = 0.0
+    latency: float = 0.0  # the server's time: queue wait + inference
+    inference: float = 0.0
     empty: bool = False
     avg_logprob: float = 0.0
     estimated_wer: float | None = None
@@ -72,6 +73,9 @@ class CheckResult:
     note: str = ""
 
     def describe(self) -> str:
+        if self.candidate is None and self.baseline is None:
+            return f"{self.check} {self.verdict.value}: {self.note} ({self.samples[0]}/{self.samples[1]} samples)"
+
         def fmt(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.3f}"
 
@@ -137,9 +141,7 @@ def _counts(candidate: Sequence[object], baseline: Sequence[object]) -> tuple[in
 
 
 def _too_few(check: str, limit: str, counts: tuple[int, int], min_samples: int) -> CheckResult:
-    return CheckResult(
-        check, Verdict.INCONCLUSIVE, None, None, limit, counts, f"fewer than {min_samples} samples: inconclusive"
-    )
+    return CheckResult(check, Verdict.INCONCLUSIVE, None, None, limit, counts, f"fewer than {min_samples} samples")
 
 
 def check_error_ratio(cand: Sequence[Sample], base: Sequence[Sample], limit: float, min_samples: int) -> CheckResult:
@@ -225,7 +227,7 @@ def check_disagreement(comparisons: Sequence[Comparison], limit: float, min_samp
             None,
             rule,
             (len(comparisons), 0),
-            f"fewer than {min_samples} compared segments: inconclusive",
+            f"fewer than {min_samples} compared segments",
         )
     verdict = Verdict.FAIL if value > limit + 1e-12 else Verdict.PASS
     return CheckResult("disagreement_wer", verdict, value, None, rule, (len(comparisons), 0))

@@ -59,10 +59,6 @@ class AuditLog:
         self._lock = threading.Lock()
         self._recent: deque[AuditEntry] = deque(maxlen=remember)
         if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise VoxrelayError(f"audit log: cannot create {path.parent}: {err.strerror or err}") from err
             self._recent.extend(self._tail(path, remember))
 
     @staticmethod
@@ -84,6 +80,7 @@ class AuditLog:
         with self._lock:
             if self.path is not None:
                 try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                     fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
                     try:
                         os.write(fd, line)
