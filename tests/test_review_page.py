@@ -88,6 +88,14 @@ def browser(profile: Path) -> Any:
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER or ""))
 
 
+def keep(driver: Any, tmp_path: Path, name: str) -> None:
+    """A screenshot in the test's folder (and in $VOXRELAY_SCREENSHOTS, to look at)."""
+    driver.save_screenshot(str(tmp_path / name))
+    folder = os.environ.get("VOXRELAY_SCREENSHOTS")
+    if folder:
+        shutil.copy(tmp_path / name, Path(folder) / name)
+
+
 def metric(url: str, name: str, labels: str) -> float | None:
     with urllib.request.urlopen(url, timeout=10) as reply:
         for line in reply.read().decode().splitlines():
@@ -123,7 +131,9 @@ def test_a_reviewer_corrects_a_segment_in_the_browser(
 
         wait.until(lambda d: d.find_element(By.ID, "item").is_displayed())
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue li")) == 2)
-        first = results[0]
+        # The page opens the oldest item first (the two were queued within milliseconds, in either order).
+        current = driver.find_element(By.CSS_SELECTOR, "#queue li.current").get_attribute("data-id")
+        first, second = sorted(results, key=lambda r: r.review_id != current)
         box = driver.find_element(By.ID, "text")
         assert box.get_attribute("value") == first.text
         assert "reviewing as rita" in driver.find_element(By.ID, "who").text
@@ -140,13 +150,11 @@ def test_a_reviewer_corrects_a_segment_in_the_browser(
         box.send_keys(corrected)
         wait.until(lambda d: "changed from the model's text" in d.find_element(By.ID, "edit-state").text)
         assert driver.find_element(By.ID, "accept").text.startswith("Save correction")
-        screenshot = tmp_path / "review-page.png"
-        driver.save_screenshot(str(screenshot))
-        shutil.copy(screenshot, Path(os.environ.get("VOXRELAY_SCREENSHOTS", tmp_path)) / "review-page.png")
+        keep(driver, tmp_path, "review-page.png")
         box.send_keys(Keys.CONTROL, Keys.ENTER)
         wait.until(lambda d: "Correction saved" in d.find_element(By.ID, "message").text)
         # The next segment is open; the queue has one left.
-        wait.until(lambda d: d.find_element(By.ID, "text").get_attribute("value") == results[1].text)
+        wait.until(lambda d: d.find_element(By.ID, "text").get_attribute("value") == second.text)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue li")) == 1)
 
         # The correction is stored with the segment (seen through the Admin service) and moved the WER.
@@ -179,11 +187,7 @@ def test_a_reviewer_corrects_a_segment_in_the_browser(
         assert wer is not None and wer > 0.5
         driver.execute_script("window.scrollTo(0, 0)")
         wait.until(lambda d: "1 reviewed" in d.find_element(By.ID, "summary").text)
-        driver.save_screenshot(str(tmp_path / "review-page-after.png"))
-        shutil.copy(
-            tmp_path / "review-page-after.png",
-            Path(os.environ.get("VOXRELAY_SCREENSHOTS", tmp_path)) / "review-page-after.png",
-        )
+        keep(driver, tmp_path, "review-page-after.png")
 
         # Alt+S skips: the item stays pending, behind the others.
         driver.find_element(By.ID, "text").send_keys(Keys.ALT, "s")

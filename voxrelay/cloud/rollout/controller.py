@@ -323,7 +323,7 @@ class RolloutController:
             if requested in (d.model.name, d.model.version, d.spec.model):
                 return d
         served = ", ".join(self.deployments)
-        raise ModelNotFound(f"{field}: model {shown(requested)} is not served here (deployments: {served})")
+        raise ModelNotFound(f"{field}: model {shown(requested)} is not served here (served: {served})")
 
     @property
     def stable(self) -> Deployment:
