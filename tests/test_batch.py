@@ -114,6 +114,13 @@ def test_folder_with_bad_files_gives_outputs_statuses_and_exit_status(
     statuses = sorted(f["status"] for f in summary_of(out)["files"])
     assert statuses == ["failed"] * 2 + ["skipped"] * 4
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    assert "already done" in again.stderr
+
+    # Quiet: the failures still, the informational lines not.
+    quiet = voxrelay("-q", "batch", "--server", server.address, "--format", "json", str(folder), "-o", str(out))
+    assert quiet.returncode == 1, quiet.stderr
+    assert "already done" not in quiet.stderr
+    assert len([line for line in quiet.stderr.splitlines() if line.startswith("voxrelay batch: ")]) == 2, quiet.stderr
 
 
 def test_overwrite_redoes_and_text_formats_go_through_the_sinks(

@@ -31,7 +31,11 @@ class Reporter(Protocol):
 
     def done(self, record: FileRecord) -> None: ...
 
-    def message(self, line: str) -> None: ...
+    def message(self, line: str) -> None:
+        """A line the user must see (a failure, a retry), even when quiet."""
+
+    def info(self, line: str) -> None:
+        """An informational line, dropped when quiet."""
 
     def close(self) -> None: ...
 
@@ -64,12 +68,18 @@ class _Base:
     def message(self, line: str) -> None:
         print(line, file=self.stderr, flush=True)
 
+    def info(self, line: str) -> None:
+        self.message(line)
+
     def close(self) -> None:
         pass
 
 
 class QuietReporter(_Base):
     """Only failures."""
+
+    def info(self, line: str) -> None:
+        pass
 
 
 class LineReporter(_Base):

@@ -272,7 +272,7 @@ async def _run_on_cluster(
         cpus = float(ray.cluster_resources().get("CPU", 1))
         count = settings.workers or max(1, int(cpus // settings.cpus))
         count = min(count, len(plan.jobs))
-        reporter.message(f"{PREFIX}: {count} worker slot(s) on the Ray cluster ({cpus:g} CPUs)")
+        reporter.info(f"{PREFIX}: {count} worker slot(s) on the Ray cluster ({cpus:g} CPUs)")
         args = (uplink, vad or VadSettings(), plan.settings.window, recognizer)
         async with _workers(ray, settings, count, args) as workers, _interruptible():
             await RayBatch(ray, plan, reporter, batch_metrics).run(workers)

@@ -247,7 +247,7 @@ async def run_batch(
             reporter.message(f"{PREFIX}: {record.error}")
     skipped = summary.count("skipped")
     if skipped and not quiet:
-        reporter.message(f"{PREFIX}: {skipped} file(s) already done, skipped (--overwrite redoes them)")
+        reporter.info(f"{PREFIX}: {skipped} file(s) already done, skipped (--overwrite redoes them)")
     summary.write()
     try:
         if plan.jobs:
