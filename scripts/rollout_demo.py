@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from serveproc import start_serve  # noqa: E402
 
-from voxrelay.cloud.rollout.router import bucket  # noqa: E402
+from voxrelay.cloud.rollout.router import devices_in_buckets as devices  # noqa: E402
 from voxrelay.protos import admin_grpc, admin_pb, pb, pb_grpc  # noqa: E402
 
 ADMIN_TOKEN = "demo-admin-token-0123456789"
@@ -124,18 +124,6 @@ def session(address: str, device: str, audios: list[np.ndarray], tag: str, pace:
             if kind == "result":
                 out.append(response.result)
     return out
-
-
-def devices(salt: str, count: int, below: float = 100.0, above: float = 0.0) -> list[str]:
-    """Device ids whose canary bucket for candidate ``salt`` lies in [above, below) percent."""
-    found: list[str] = []
-    i = 0
-    while len(found) < count:
-        name = f"dev-{salt}-{i}"
-        if above <= bucket(name, salt) / 100 < below:
-            found.append(name)
-        i += 1
-    return found
 
 
 class Admin:

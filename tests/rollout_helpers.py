@@ -11,7 +11,6 @@ import grpc
 import numpy as np
 
 from tests.conftest import load_pcm16
-from voxrelay.cloud.rollout.router import bucket
 from voxrelay.protos import pb, pb_grpc
 
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
@@ -58,19 +57,6 @@ def session(
             if kind == "result":
                 out.append(response.result)
         return out
-
-
-def devices(salt: str, count: int, below: float = 100.0, above: float = 0.0) -> list[str]:
-    """Device ids whose canary bucket (salted with the candidate's name) is in [``above``, ``below``)
-    percent: served by a canary of that name from weight ``below`` up, by the stable up to ``above``."""
-    found = []
-    i = 0
-    while len(found) < count:
-        name = f"dev-{salt}-{i}"
-        if above <= bucket(name, salt) / 100 < below:
-            found.append(name)
-        i += 1
-    return found
 
 
 def wait_for(predicate: Any, timeout: float = 180.0, what: str = "") -> None:

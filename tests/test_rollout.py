@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from tests.conftest import ServerThread
-from tests.rollout_helpers import ADMIN_TOKEN, DEVICE_TOKEN, devices, session, utterances, wait_for
+from tests.rollout_helpers import ADMIN_TOKEN, DEVICE_TOKEN, session, utterances, wait_for
 from voxrelay.cloud.rollout.analysis import Verdict
 from voxrelay.cloud.rollout.config import (
     AnalysisSettings,
@@ -30,6 +30,7 @@ from voxrelay.cloud.rollout.config import (
     RolloutConfig,
     Thresholds,
 )
+from voxrelay.cloud.rollout.router import devices_in_buckets as devices
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.protos import admin_grpc, admin_pb
 

@@ -38,3 +38,17 @@ def mirrored(state: RolloutState, segment_key: str) -> bool:
     if state.phase is not Phase.SHADOW or state.candidate is None:
         return False
     return bucket(segment_key, f"mirror:{state.candidate}") < state.mirror_percent * 100
+
+
+def devices_in_buckets(salt: str, count: int, below: float = 100.0, above: float = 0.0) -> list[str]:
+    """``count`` device ids whose canary bucket (salted with the candidate's name) is in [``above``,
+    ``below``) percent: served by a canary of that name from weight ``below`` up, by the stable up to
+    ``above`` (for rehearsing a rollout with chosen sides)."""
+    found: list[str] = []
+    i = 0
+    while len(found) < count:
+        name = f"dev-{salt}-{i}"
+        if above <= bucket(name, salt) / 100 < below:
+            found.append(name)
+        i += 1
+    return found
