@@ -186,3 +186,16 @@ def test_importing_the_edge_side_loads_no_heavy_package() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"the edge imported {out.stdout.strip()}"
+
+
+def test_same_stem_outputs_are_refused_before_any_work(tmp_path: Path) -> None:
+    wav = tmp_path / "talk.wav"
+    flac = tmp_path / "talk.flac"
+    soundfile.write(wav, np.zeros(16000, dtype=np.float32), 16000)
+    soundfile.write(flac, np.zeros(16000, dtype=np.float32), 16000)
+    out = tmp_path / "out"
+    run = voxrelay("transcribe", "--output-dir", str(out), str(wav), str(flac))
+    assert run.returncode == 2, run.stderr
+    assert str(wav) in run.stderr and str(flac) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not out.exists() or not any(out.iterdir())

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from voxrelay.errors import InvalidArgument
@@ -220,11 +221,25 @@ async def _with_server(
         return await body(address, True)
 
 
+def _refuse_output_collisions(paths: list[str]) -> None:
+    """Refuse inputs that would write the same DIR/<stem>.<suffix>, before any work is done."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        stem = Path(path).stem
+        if stem in seen and seen[stem] != path:
+            raise InvalidArgument(
+                f"--output-dir: {seen[stem]} and {path} would both write {stem}.*; rename one or run them apart"
+            )
+        seen.setdefault(stem, path)
+
+
 def _run_transcribe(args: argparse.Namespace) -> int:
     from voxrelay.edge.transcribe import transcribe
 
     if args.pace is not None and args.pace <= 0:
         raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
+    if args.output_dir:
+        _refuse_output_collisions(args.paths)
 
     with _edge_metrics(args) as metrics:
 
