@@ -199,3 +199,15 @@ def test_same_stem_outputs_are_refused_before_any_work(tmp_path: Path) -> None:
     assert str(wav) in run.stderr and str(flac) in run.stderr
     assert "Traceback" not in run.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+def test_several_subtitle_inputs_on_stdout_are_refused(tmp_path: Path, fmt: str) -> None:
+    paths = []
+    for name in ("a.wav", "b.wav"):
+        soundfile.write(tmp_path / name, np.zeros(16000, dtype=np.float32), 16000)
+        paths.append(str(tmp_path / name))
+    run = voxrelay("transcribe", "--format", fmt, *paths)
+    assert run.returncode == 2, run.stderr
+    assert "--output-dir" in run.stderr and "Traceback" not in run.stderr
+    assert run.stdout == ""

@@ -240,6 +240,9 @@ def _run_transcribe(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
     if args.output_dir:
         _refuse_output_collisions(args.paths)
+    elif args.format in ("srt", "vtt") and len(args.paths) > 1:
+        # One subtitle document per file: several concatenated on stdout are not a valid document.
+        raise InvalidArgument(f"--format {args.format}: several inputs need --output-dir DIR (one document per file)")
 
     with _edge_metrics(args) as metrics:
 
