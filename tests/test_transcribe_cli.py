@@ -211,3 +211,13 @@ def test_several_subtitle_inputs_on_stdout_are_refused(tmp_path: Path, fmt: str)
     assert run.returncode == 2, run.stderr
     assert "--output-dir" in run.stderr and "Traceback" not in run.stderr
     assert run.stdout == ""
+
+
+def test_a_truncated_wav_is_warned_about(tmp_path: Path) -> None:
+    cut = tmp_path / "t.wav"
+    cut.write_bytes(SAMPLE.read_bytes()[:290000])
+    run = voxrelay("transcribe", str(cut))
+    assert "truncated" in run.stderr and str(cut) in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    whole = voxrelay("transcribe", str(SAMPLE))
+    assert "truncated" not in whole.stderr, whole.stderr

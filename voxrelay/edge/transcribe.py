@@ -84,6 +84,12 @@ async def transcribe_file(
         source = WavSource(path, pace=pace)
     except AudioError as err:
         return FileOutcome(path, ok=False, error=err.message)
+    if source.missing_seconds > 0:
+        print(
+            f"voxrelay transcribe: warning: {path} is truncated: its header promises "
+            f"{source.missing_seconds:.2f} s more audio than the file holds; transcribing what is there",
+            file=sys.stderr,
+        )
     plan = plan_file(uplink.spool, path, new_session_id)
     blocks = source.blocks()
     if plan.resumed:  # read unpaced up to the offset, then paced, in the blocks of the paced source

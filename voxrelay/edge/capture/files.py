@@ -59,6 +59,29 @@ def _describe_unreadable(path: Path, head: bytes, reason: str) -> str:
     return f"{path}: not an audio file that can be read (not WAV, FLAC or OGG: {what})"
 
 
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _wav_promised_frames(path: Path, channels: int, subtype: str) -> int:
+    """Frames a RIFF WAV's ``data`` chunk header promises; 0 when unknown (not RIFF, streamed, other coding)."""
+    width = _SAMPLE_BYTES.get(subtype)
+    if width is None:
+        return 0
+    try:
+        with path.open("rb") as f:
+            if f.read(12)[:4] != b"RIFF":
+                return 0
+            while len(chunk := f.read(8)) == 8:
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    # 0 and 0xFFFFFFFF mean a streamed recording whose length was never written.
+                    return 0 if size in (0, 0xFFFFFFFF) else size // (width * channels)
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return 0
+    return 0
+
+
 class WavSource:
     """A WAV file (or FLAC/OGG: whatever libsndfile reads) as 16 kHz mono int16 :class:`AudioBlock` s.
 
@@ -88,7 +111,10 @@ class WavSource:
         self.frames: int = int(info.frames)
         self.subtype: str = str(info.subtype)
         self.duration: float = self.frames / self.sample_rate
-        """Duration in seconds, from the file's header."""
+        """Duration in seconds, of the audio the file holds."""
+        promised = _wav_promised_frames(self.path, self.channels, self.subtype)
+        self.missing_seconds: float = max(0, promised - self.frames) / self.sample_rate if promised else 0.0
+        """Audio a WAV header promises that the file does not hold (a truncated copy), in seconds."""
 
     def _open_info(self) -> Any:
         path = self.path
