@@ -240,3 +240,17 @@ def test_the_window_holds_segments_back_until_results_free_it() -> None:
         return opened
 
     assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_a_truncated_wav_is_recorded_as_truncated(tmp_path: Path) -> None:
+    sample = (ROOT / "samples" / "voxrelay-sample.wav").read_bytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "whole.wav").write_bytes(sample)
+    (folder / "cut.wav").write_bytes(sample[:290000])
+    out = tmp_path / "out"
+    run = voxrelay("batch", str(folder), "--output-dir", str(out))
+    assert run.returncode == 0, run.stderr
+    records = {Path(r["input"]).name: r for r in json.loads((out / "summary.json").read_text())["files"]}
+    assert records["cut.wav"]["truncated"] is True and records["cut.wav"]["missing_seconds"] > 1
+    assert "truncated" not in records["whole.wav"]

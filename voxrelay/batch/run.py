@@ -215,7 +215,7 @@ def finish_file(job: Job, fmt: str, done: FileDone) -> FileRecord:
         write_output(job.output, fmt, label, done.results, done.stats)
     except OSError as err:
         return FileRecord(label, "failed", error=f"{job.output}: cannot write: {err.strerror or err}")
-    return FileRecord(label, "ok", output=str(job.output), stats=done.stats)
+    return FileRecord(label, "ok", output=str(job.output), stats=done.stats, truncated=job.source.missing_seconds)
 
 
 async def run_batch(

@@ -92,6 +92,8 @@ class FileRecord:
     output: str | None = None
     error: str | None = None
     stats: FileStats | None = None
+    truncated: float = 0.0
+    """Seconds of audio a truncated WAV's header promises but the file lacks (0: complete)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -107,6 +109,9 @@ class FileRecord:
         if self.stats is not None:
             data["duration"] = round(self.stats.duration, 3)
             data["stats"] = self.stats.to_json()
+        if self.truncated > 0:
+            data["truncated"] = True
+            data["missing_seconds"] = round(self.truncated, 3)
         return data
 
 
