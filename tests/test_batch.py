@@ -254,3 +254,16 @@ def test_a_truncated_wav_is_recorded_as_truncated(tmp_path: Path) -> None:
     records = {Path(r["input"]).name: r for r in json.loads((out / "summary.json").read_text())["files"]}
     assert records["cut.wav"]["truncated"] is True and records["cut.wav"]["missing_seconds"] > 1
     assert "truncated" not in records["whole.wav"]
+
+
+def test_flac_and_ogg_in_a_folder_are_transcribed(tmp_path: Path) -> None:
+    data, rate = soundfile.read(ROOT / "samples" / "voxrelay-sample.wav", dtype="int16")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    soundfile.write(folder / "a.flac", data, rate)
+    soundfile.write(folder / "b.ogg", data, rate, format="OGG", subtype="VORBIS")
+    out = tmp_path / "out"
+    run = voxrelay("batch", str(folder), "--output-dir", str(out))
+    assert run.returncode == 0, run.stderr
+    for name in ("a.txt", "b.txt"):
+        assert "quick brown fox" in (out / name).read_text().lower()

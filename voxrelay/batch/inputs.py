@@ -1,6 +1,6 @@
 """Which files a batch transcribes and where each one's output goes.
 
-An input is a file, a directory (searched recursively for ``*.wav``) or a glob. A file given directly
+An input is a file, a directory (searched recursively for the ``AUDIO_SUFFIXES``) or a glob. A file given directly
 goes to ``<stem><suffix>`` in the output directory; a file found in a directory or by a glob keeps
 its path relative to that directory (for a glob: the part of the pattern before its first wildcard).
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-AUDIO_SUFFIXES = (".wav", ".wave")
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _expand(arg: str) -> tuple[list[BatchInput], str | None]:
     if path.is_dir():
         files = _under(path)
         if not files:
-            return [], f"{arg}: no .wav files in this folder or below it"
+            return [], f"{arg}: no audio files ({' '.join(AUDIO_SUFFIXES)}) in this folder or below it"
         return [BatchInput(f, str(f), f.relative_to(path).with_suffix("")) for f in files], None
     if path.exists() or not glob.has_magic(arg):
         # A missing or unreadable file is tried anyway: opening it gives the precise error.
