@@ -146,6 +146,25 @@ def test_resent_segment_gets_the_cached_result(stub: pb_grpc.RecognizerStub, spe
     assert res1 == res2  # identical, timings included: it was not recognised twice
 
 
+def test_reused_segment_id_with_other_audio_is_refused(stub: pb_grpc.RecognizerStub, speech_dir: Path) -> None:
+    first_audio, _ = utterance(speech_dir, "pocketsphinx_goforward")
+    other_audio, _ = utterance(speech_dir, "jfk_inaugural")
+    first = list(stub.Stream(iter([config(session_id="reuse"), *segment("0", first_audio.tobytes())]), timeout=60))
+    assert any(r.HasField("result") for r in first)
+    # A client numbering segments per session: the same id in a new session is a new segment.
+    other = list(stub.Stream(iter([config(session_id="reuse-2"), *segment("0", other_audio.tobytes())]), timeout=60))
+    ack = next(r.ack for r in other if r.HasField("ack"))
+    result = next(r.result for r in other if r.HasField("result"))
+    assert not ack.duplicate
+    assert "country" in result.text.lower()
+    # The same id in the same session with different audio is refused, never answered from the cache.
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Stream(iter([config(session_id="reuse"), *segment("0", other_audio.tobytes())]), timeout=60))
+    err: Any = info.value
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "segment '0'" in (err.details() or "") and "different audio" in (err.details() or "")
+
+
 BAD_REQUESTS = {
     "audio before config": (
         lambda: [pb.StreamRequest(audio=pb.AudioChunk(audio=b"\0\0"))],

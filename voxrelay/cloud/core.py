@@ -53,7 +53,10 @@ class ServiceCore:
         self.engines: dict[str, InferenceEngine] = rollout.engines()
         if not self.engines:
             raise ValueError("at least one engine is needed")
-        self.results: ResultCache[tuple[str, str], pb.RecognitionResult] = ResultCache(settings.result_cache_size)
+        # Keyed by (principal, device id, session id, segment id), each entry tagged with its audio's digest.
+        self.results: ResultCache[tuple[str, str, str, str], pb.RecognitionResult] = ResultCache(
+            settings.result_cache_size
+        )
         self.tokens = tokens
         self.draining = False
         self.active_streams = 0

@@ -292,18 +292,28 @@ class ResultCache(Generic[K, V]):
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[K, asyncio.Future[V]] = OrderedDict()
+        # What each entry was computed from (a digest of the audio), where the caller gave one.
+        self._tags: dict[K, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def claim(self, key: K) -> tuple[asyncio.Future[V], bool]:
-        """Return the entry for ``key`` and whether the caller is the one who must fill it."""
+    def claim(self, key: K, tag: bytes | None = None) -> tuple[asyncio.Future[V], bool]:
+        """Return the entry for ``key`` and whether the caller is the one who must fill it.
+
+        With ``tag`` (what the result is computed from), an entry made from something else is never
+        handed out: :class:`KeyError` is raised instead (the caller refuses the request).
+        """
         entry = self._entries.get(key)
         if entry is not None:
+            if not self.matches(key, tag):
+                raise KeyError(key)
             self._entries.move_to_end(key)
             return entry, False
         entry = asyncio.get_running_loop().create_future()
         self._entries[key] = entry
+        if tag is not None:
+            self._tags[key] = tag
         self._evict()
         return entry, True
 
@@ -311,9 +321,15 @@ class ResultCache(Generic[K, V]):
         """The entry for ``key`` if there is one (finished or in progress), without claiming it."""
         return self._entries.get(key)
 
+    def matches(self, key: K, tag: bytes | None) -> bool:
+        """Whether the entry for ``key`` (if any) was made from ``tag`` (entries and calls without one match)."""
+        known = self._tags.get(key)
+        return known is None or tag is None or known == tag
+
     def forget(self, key: K) -> None:
         """Drop an entry (its computation failed or was abandoned): the next claim recomputes."""
         entry = self._entries.pop(key, None)
+        self._tags.pop(key, None)
         if entry is not None and not entry.done():
             entry.cancel()
 
@@ -324,3 +340,4 @@ class ResultCache(Generic[K, V]):
             if len(self._entries) <= self.capacity:
                 break
             del self._entries[key]
+            self._tags.pop(key, None)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions
@@ -15,7 +17,7 @@ from voxrelay.cloud.rollout.deployment import Assignment
 from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
 from voxrelay.cloud.watch import vad_features
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
-from voxrelay.errors import InvalidArgument, LimitExceeded, Unavailable, VoxrelayError, shown
+from voxrelay.errors import FailedPrecondition, InvalidArgument, LimitExceeded, Unavailable, VoxrelayError, shown
 from voxrelay.monitoring.features import VadFeatures
 from voxrelay.protos import pb
 
@@ -42,6 +44,8 @@ class OpenSegment:
     offset: float
     chunks: list[bytes] = field(default_factory=list)
     n_bytes: int = 0
+    # A digest of the audio received: a resent id must carry the same audio to get the cached result.
+    digest: Any = field(default_factory=hashlib.sha256)
     opened_at: float = field(default_factory=time.monotonic)
     # What the edge's VAD said about it (sent with its end), for the drift monitors.
     vad: VadFeatures | None = None
@@ -288,6 +292,7 @@ class StreamSession:
                 f"{settings.max_segment_seconds:g} s per segment; split long speech into shorter segments"
             )
         segment.chunks.append(chunk.audio)
+        segment.digest.update(chunk.audio)
         self.core.metrics_audio(self._state.fmt.seconds(len(chunk.audio)))
 
     def _end(self, end: pb.SegmentEnd) -> None:
@@ -308,6 +313,13 @@ class StreamSession:
         ended = time.perf_counter()
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         key = self._cache_key(segment.segment_id)
+        digest = self._digest(segment)
+        if not self.core.results.matches(key, digest):
+            segment.chunks.clear()
+            raise FailedPrecondition(
+                f"segment {shown(segment.segment_id)}: this id was already sent in session "
+                f"{shown(state.session_id)} with different audio; give each segment a new id"
+            )
         if self.core.results.peek(key) is None:
             try:
                 # A segment open when a drain began may still end: only new segments are refused.
@@ -318,7 +330,7 @@ class StreamSession:
             except VoxrelayError:
                 segment.chunks.clear()
                 raise
-        future, owner = self.core.results.claim(key)
+        future, owner = self.core.results.claim(key, digest)
         ack = pb.SegmentAck(segment_id=segment.segment_id, audio_seconds=audio_seconds, duplicate=not owner)
         self._out.put_nowait(pb.StreamResponse(ack=ack))
         if owner:
@@ -327,10 +339,16 @@ class StreamSession:
         self._pending += 1
         self._results.put_nowait(asyncio.ensure_future(self._respond(segment.segment_id, future)))
 
-    def _cache_key(self, segment_id: str) -> tuple[str, str]:
+    def _cache_key(self, segment_id: str) -> tuple[str, str, str, str]:
+        """Everything that names a segment: who is calling, the device, the session and the segment id."""
         assert self._state is not None
-        device = self._state.device_id
-        return (f"{self.principal}/{device}" if self.principal else device, segment_id)
+        return (self.principal, self._state.device_id, self._state.session_id, segment_id)
+
+    def _digest(self, segment: OpenSegment) -> bytes:
+        assert self._state is not None
+        digest = segment.digest.copy()
+        digest.update(self._state.fmt.describe().encode())
+        return bytes(digest.digest())
 
     async def _recognize(
         self,
