@@ -36,6 +36,7 @@ from voxrelay.errors import InvalidArgument, MissingDependency, VoxrelayError
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+REVIVE_TRIES = 120  # one a second: how long a dead worker slot has to come back
 NAMESPACE = "voxrelay"
 RecognizerFactory = Callable[[], AbstractAsyncContextManager[str]]
 
@@ -148,6 +149,9 @@ class RayBatch:
         queue: list[tuple[Job, int]] = [(job, 1) for job in self.plan.jobs]
         queue.reverse()
         running: dict[asyncio.Future[Any], tuple[Any, Job, int]] = {}
+        # Worker slots whose process died: Ray restarts them; each gets a file again only once it
+        # answers (a call on a restarting actor fails at once instead of waiting for it).
+        reviving: dict[asyncio.Future[Any], tuple[Any, int]] = {}
         idle = list(workers)
         try:
             while queue or running:
@@ -156,20 +160,50 @@ class RayBatch:
                     job, attempt = queue.pop()
                     ref = worker.transcribe.remote(job.item.label, str(job.item.path))
                     running[asyncio.wrap_future(ref.future())] = (worker, job, attempt)
-                if not running:
-                    return
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if not running and (self.stopping or not reviving):
+                    break
+                done, _ = await asyncio.wait([*running, *reviving], return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
+                    if future in reviving:
+                        worker, tries = reviving.pop(future)
+                        if self._answered(future):
+                            idle.append(worker)
+                        elif tries < REVIVE_TRIES:
+                            reviving[self._ping(worker, delay=1.0)] = (worker, tries + 1)
+                        else:
+                            self.reporter.message(f"{PREFIX}: a worker slot did not come back; going on without it")
+                        continue
                     worker, job, attempt = running.pop(future)
-                    idle.append(worker)
                     outcome = self._outcome(future, job, attempt)
                     if outcome is None:
                         queue.append((job, attempt + 1))
+                        reviving[self._ping(worker)] = (worker, 1)
                     else:
+                        idle.append(worker)
                         self._record(job, outcome)
+            if not self.stopping:
+                for job, _ in reversed(queue):  # every worker slot is gone
+                    self._record(job, FileDone(job.item.label, error=f"{job.item.label}: no worker slot is left"))
         finally:
-            for future in running:
+            for future in [*running, *reviving]:
                 future.cancel()
+
+    def _ping(self, worker: Any, delay: float = 0.0) -> asyncio.Future[Any]:
+        """A call that completes when ``worker`` answers (or fails while it is still coming back)."""
+
+        async def ping() -> Any:
+            if delay:
+                await asyncio.sleep(delay)
+            return await asyncio.wrap_future(worker.pid.remote().future())
+
+        return asyncio.ensure_future(ping())
+
+    def _answered(self, future: asyncio.Future[Any]) -> bool:
+        try:
+            future.result()
+        except self.ray.exceptions.RayActorError:  # ActorUnavailableError while it restarts, or it died again
+            return False
+        return True
 
     def _outcome(self, future: asyncio.Future[Any], job: Job, attempt: int) -> FileDone | None:
         """The file's outcome, or None to hand it out again (its worker died)."""
