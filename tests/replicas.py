@@ -136,15 +136,16 @@ def segments_of(document: Path) -> list[dict[str, Any]]:
 
 
 def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], what: str) -> None:
-    """Each expected segment exactly once, none failed; the same text wherever Whisper decoded it at
-    temperature 0 (no fallback: avg_logprob >= -1, compression ratio <= 2.4). Past those thresholds
-    Whisper samples at a higher temperature, and a segment recognised again may read differently."""
+    """Each expected segment exactly once, none failed; the same text wherever Whisper decoded it by
+    beam search both times (``temperature`` 0). Where its first decode looked unreliable, Whisper's
+    temperature fallback samples (``temperature`` above 0), and a segment recognised again may read
+    differently; the results say so, and those are compared only for being there."""
     sequences = [s["sequence"] for s in segments]
     assert len(sequences) == len(set(sequences)), f"{what}: a segment reached the output twice"
     assert sorted(sequences) == sorted(s["sequence"] for s in expected), f"{what}: segments lost or added"
     assert not [s for s in segments if s.get("error")], f"{what}: a segment failed"
-    texts = {s["sequence"]: s["text"] for s in segments}
-    greedy = [s for s in expected if s["avg_logprob"] >= -1.0 and s["compression_ratio"] <= 2.4]
-    assert len(greedy) >= len(expected) // 2
-    for s in greedy:
-        assert texts[s["sequence"]] == s["text"], f"{what}: segment {s['sequence']}"
+    got = {s["sequence"]: s for s in segments}
+    beam = [s for s in expected if s["temperature"] == 0 and got[s["sequence"]]["temperature"] == 0]
+    assert len(beam) >= len(expected) // 2, f"{what}: most segments needed the temperature fallback"
+    for s in beam:
+        assert got[s["sequence"]]["text"] == s["text"], f"{what}: segment {s['sequence']}"

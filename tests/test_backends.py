@@ -220,6 +220,16 @@ def test_english_only_model_ignores_another_language(tiny: Backend, audio: Any) 
 
 
 @pytest.mark.slow
+def test_temperature_is_reported(tiny: Backend, audio: Any) -> None:
+    """Clear speech is decoded by beam search (temperature 0); a sampling temperature asked for is
+    the one reported, phrase by phrase and for the transcript."""
+    clear = tiny.transcribe(audio(JFK), DEFAULT)
+    assert clear.phrases and clear.temperature == 0.0
+    sampled = tiny.transcribe(audio(JFK), DecodeOptions(temperature=0.6))
+    assert sampled.phrases and [p.temperature for p in sampled.phrases] == pytest.approx([0.6] * len(sampled.phrases))
+    assert sampled.temperature == pytest.approx(0.6)
+
+
 def test_prompt_and_hotwords(tiny: Backend, audio: Any) -> None:
     options = DecodeOptions(initial_prompt="A lecture on art.", hotwords="Quilter")
     result = tiny.transcribe(audio(LIBRISPEECH[0]), options)

@@ -80,6 +80,7 @@ def test_openai_client_transcribes_in_every_response_format(fronts: ServerThread
         )
     assert verbose.language == "en" and verbose.duration == pytest.approx(11.0, abs=0.1)
     assert verbose.segments and verbose.segments[0].avg_logprob < 0
+    assert all(s.temperature == 0.0 for s in verbose.segments)  # asked for 0: no fallback sampled
     words = [w.word.lower().strip(",.") for w in verbose.words]
     assert "country" in words and all(w.end >= w.start for w in verbose.words)
     assert verbose.text == result.text

@@ -177,6 +177,7 @@ def recognition_result(
                 avg_logprob=p.avg_logprob,
                 no_speech_prob=p.no_speech_prob,
                 compression_ratio=p.compression_ratio,
+                temperature=p.temperature,
             )
             for p in t.phrases
         ],
@@ -185,6 +186,7 @@ def recognition_result(
         avg_logprob=t.avg_logprob,
         no_speech_prob=t.no_speech_prob,
         compression_ratio=t.compression_ratio,
+        temperature=t.temperature,
         model=model_info(model),
         slot=slot,
         deployment=deployment,

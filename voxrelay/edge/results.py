@@ -28,6 +28,9 @@ class SegmentResult:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
+    # Whisper's sampling temperature for this text: 0 = beam search (reproducible), above 0 = its
+    # temperature fallback sampled (a second recognition may read differently).
+    temperature: float = 0.0
     model: str = ""
     model_version: str = ""
     backend: str = ""
@@ -65,6 +68,6 @@ class SegmentResult:
             "latency_seconds",
         ):
             data[key] = round(data[key], 3)
-        for key in ("language_probability", "avg_logprob", "no_speech_prob", "compression_ratio"):
+        for key in ("language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "temperature"):
             data[key] = round(data[key], 4)
         return {**extra, **data}

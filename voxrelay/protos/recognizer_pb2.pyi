@@ -178,20 +178,22 @@ class Word(_message.Message):
     def __init__(self, word: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Phrase(_message.Message):
-    __slots__ = ("text", "start_seconds", "end_seconds", "avg_logprob", "no_speech_prob", "compression_ratio")
+    __slots__ = ("text", "start_seconds", "end_seconds", "avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
     END_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AVG_LOGPROB_FIELD_NUMBER: _ClassVar[int]
     NO_SPEECH_PROB_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     text: str
     start_seconds: float
     end_seconds: float
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
-    def __init__(self, text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ...) -> None: ...
+    temperature: float
+    def __init__(self, text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "version", "backend", "multilingual", "compute")
@@ -220,7 +222,7 @@ class Timings(_message.Message):
     def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class RecognitionResult(_message.Message):
-    __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings", "deployment", "needs_review", "review_id")
+    __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings", "deployment", "needs_review", "review_id", "temperature")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +240,7 @@ class RecognitionResult(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
     REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     text: str
     start_seconds: float
@@ -255,7 +258,8 @@ class RecognitionResult(_message.Message):
     deployment: str
     needs_review: bool
     review_id: str
-    def __init__(self, segment_id: _Optional[str] = ..., text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., phrases: _Optional[_Iterable[_Union[Phrase, _Mapping]]] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., slot: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., deployment: _Optional[str] = ..., needs_review: _Optional[bool] = ..., review_id: _Optional[str] = ...) -> None: ...
+    temperature: float
+    def __init__(self, segment_id: _Optional[str] = ..., text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., phrases: _Optional[_Iterable[_Union[Phrase, _Mapping]]] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., slot: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., deployment: _Optional[str] = ..., needs_review: _Optional[bool] = ..., review_id: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class RecognizeRequest(_message.Message):
     __slots__ = ("format", "options", "audio")

@@ -54,6 +54,9 @@ class Phrase:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    # The sampling temperature of the decode Whisper kept: 0 is beam search (the same audio always
+    # reads the same); above 0 its temperature fallback sampled, and a rerun may read differently.
+    temperature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ class Transcript:
     @property
     def compression_ratio(self) -> float:
         return max((p.compression_ratio for p in self.phrases), default=0.0)
+
+    @property
+    def temperature(self) -> float:
+        """The highest sampling temperature of the phrases (0.0: every phrase came from beam search)."""
+        return max((p.temperature for p in self.phrases), default=0.0)
 
     @property
     def start(self) -> float:

@@ -151,6 +151,7 @@ def _transcript(segments: Sequence[Any], language: str, language_probability: fl
             avg_logprob=float(s.avg_logprob),
             no_speech_prob=float(s.no_speech_prob),
             compression_ratio=float(s.compression_ratio),
+            temperature=float(s.temperature or 0.0),
         )
         for s in segments
     )

@@ -110,6 +110,7 @@ class OpenAIWhisperBackend:
                 avg_logprob=float(s["avg_logprob"]),
                 no_speech_prob=float(s["no_speech_prob"]),
                 compression_ratio=float(s["compression_ratio"]),
+                temperature=float(s.get("temperature", 0.0)),
             )
             for s in segments
         )

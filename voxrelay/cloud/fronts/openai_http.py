@@ -266,6 +266,5 @@ class OpenAIHttpFront:
             task=task,
             duration=seconds,
             granularities=form.granularities,
-            temperature=form.temperature or 0.0,
         )
         return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPES[form.response_format]})

@@ -91,7 +91,6 @@ def render(
     task: str,
     duration: float,
     granularities: Sequence[str],
-    temperature: float,
 ) -> str:
     """The response body of ``fmt`` for one transcript."""
     if fmt == "json":
@@ -126,7 +125,7 @@ def render(
                 "end": round(p.end, 3),
                 "text": p.text,
                 "tokens": [],
-                "temperature": temperature,
+                "temperature": p.temperature,
                 "avg_logprob": p.avg_logprob,
                 "compression_ratio": p.compression_ratio,
                 "no_speech_prob": p.no_speech_prob,

@@ -79,6 +79,7 @@ def to_result(msg: pb.RecognitionResult, sequence: int, latency: float, duplicat
         avg_logprob=msg.avg_logprob,
         no_speech_prob=msg.no_speech_prob,
         compression_ratio=msg.compression_ratio,
+        temperature=msg.temperature,
         model=msg.model.name,
         model_version=msg.model.version,
         backend=msg.model.backend,
