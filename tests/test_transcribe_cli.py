@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import subprocess
 import sys
@@ -12,6 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
+import srt
+import webvtt
 
 from tests.conftest import ROOT, SPEECH, ServerThread
 from voxrelay.quality.wer import WordErrors, word_errors
@@ -150,8 +154,14 @@ def test_subtitle_and_text_formats(server: ServerThread, tmp_path: Path, fmt: st
         blocks = out.strip().split("\n\n")
         assert [b.splitlines()[0] for b in blocks] == [str(i + 1) for i in range(len(blocks))]
         assert all(" --> " in b.splitlines()[1] and "," in b.splitlines()[1] for b in blocks)
+        cues = list(srt.parse(out))
+        assert all(c.end > c.start for c in cues)
+        assert all(b.start >= a.end for a, b in itertools.pairwise(cues))
     elif fmt == "vtt":
         assert out.startswith("WEBVTT\n\n") and "00:00:" in out
+        captions = list(webvtt.from_buffer(io.StringIO(out)))
+        assert captions and all(c.end > c.start for c in captions)
+        assert all(b.start >= a.end for a, b in itertools.pairwise(captions))
     else:
         assert all(line.startswith("[00:00:") for line in out.splitlines())
 

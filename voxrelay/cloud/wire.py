@@ -152,19 +152,26 @@ def recognition_result(
     slot: str,
     deployment: str = "",
 ) -> pb.RecognitionResult:
-    """The result message of one segment; times are moved into the session's timeline. ``slot``: the
+    """The result message of one segment; times are moved into the session's timeline and clamped to
+    the segment's audio (``offset`` .. ``offset + audio_seconds``): Whisper may timestamp a phrase past
+    the audio it was given, and such a time would make cues overlap the next segment's. ``slot``: the
     role of the ``deployment`` that produced it."""
     t: Transcript = recognition.transcript
+    last = max(0.0, audio_seconds)
+
+    def at(seconds: float) -> float:
+        return offset + min(max(0.0, seconds), last)
+
     return pb.RecognitionResult(
         segment_id=segment_id,
         text=t.text,
-        start_seconds=offset + t.start,
-        end_seconds=offset + t.end,
+        start_seconds=at(t.start),
+        end_seconds=at(t.end),
         words=[
             pb.Word(
                 word=w.word,
-                start_seconds=offset + w.start,
-                end_seconds=offset + w.end,
+                start_seconds=at(w.start),
+                end_seconds=at(w.end),
                 probability=w.probability,
             )
             for w in t.words
@@ -172,8 +179,8 @@ def recognition_result(
         phrases=[
             pb.Phrase(
                 text=p.text,
-                start_seconds=offset + p.start,
-                end_seconds=offset + p.end,
+                start_seconds=at(p.start),
+                end_seconds=at(p.end),
                 avg_logprob=p.avg_logprob,
                 no_speech_prob=p.no_speech_prob,
                 compression_ratio=p.compression_ratio,

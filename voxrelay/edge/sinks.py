@@ -74,15 +74,18 @@ class JsonSink:
 
 
 class SubtitleSink:
-    """SRT or WebVTT cues, numbered from 1 per file."""
+    """SRT or WebVTT cues, numbered from 1 per file; a cue never starts before the previous one ends and
+    never ends before it starts (a player shows overlapping or backward cues wrongly)."""
 
     def __init__(self, out: TextIO, vtt: bool) -> None:
         self.out = out
         self.vtt = vtt
         self.index = 0
+        self.last_end = 0.0
 
     def begin(self, label: str) -> None:
         self.index = 0
+        self.last_end = 0.0
         if self.vtt:
             self.out.write("WEBVTT\n\n")
             self.out.flush()
@@ -92,9 +95,11 @@ class SubtitleSink:
             return
         self.index += 1
         sep = "." if self.vtt else ","
-        end = max(result.end, result.start + 0.001)
+        start = max(result.start, self.last_end)
+        end = max(result.end, start + 0.001)
+        self.last_end = end
         header = "" if self.vtt else f"{self.index}\n"
-        self.out.write(f"{header}{clock(result.start, sep)} --> {clock(end, sep)}\n{result.text}\n\n")
+        self.out.write(f"{header}{clock(start, sep)} --> {clock(end, sep)}\n{result.text}\n\n")
         self.out.flush()
 
     def end(self) -> None:
