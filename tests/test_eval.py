@@ -156,6 +156,45 @@ def test_report_figures_from_given_runs() -> None:
     assert report["per_file"][0]["utterances"][0]["attribution"]["dropped_words"] == 1
 
 
+def test_the_report_says_how_well_confidence_predicts_errors_and_its_calibration_loads(tmp_path: Path) -> None:
+    from voxrelay.monitoring.calibration import load_calibration
+
+    # Eight one-utterance files: the lower the avg_logprob, the more of "the cat sat down" is wrong.
+    hyps = ["the cat sat down", "the cat sat town", "a cat set town", "a bat set town", "the cat sat down"]
+    logprobs = [-0.1, -0.5, -0.9, -1.4, -0.15]
+    runs = []
+    for i in range(8):
+        hyp, lp = hyps[i % 5], logprobs[i % 5] - 0.01 * i
+        entry = Entry(f"f{i}.wav", Path(f"f{i}.wav"), (Utterance(f"u{i}", "the cat sat down", "en"),))
+        runs.append(
+            FileRun(
+                entry,
+                duration=2.0,
+                segments=(Span(0.0, 2.0),),
+                results=(fake_result(0, hyp),),
+                alone=(Recognized(hyp, (), avg_logprob=lp, no_speech_prob=0.01 * i, compression_ratio=1.2),),
+            )
+        )
+    report = build_report(runs, multilingual=False, collar=0.0, context={}, model="tiny.en")
+    json.dumps(report)
+    confidence = report["confidence"]
+    assert confidence["utterances"] == 8
+    logprob = confidence["signals"]["avg_logprob"]
+    assert logprob["spearman_rho_with_wer"] > 0.8 and logprob["auroc_any_error"] == 1.0
+    assert confidence["estimated_wer"] == pytest.approx(confidence["pooled_wer"], abs=0.05)
+    assert "mean_absolute_error" in confidence["leave_one_out"]
+    assert report["per_file"][0]["utterances"][0]["signals"]["avg_logprob"] == pytest.approx(-0.1)
+    # The calibration inside the report is what serve --calibration loads (the report itself works too).
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    calibration = load_calibration(path)
+    assert calibration.model == "tiny.en" and calibration.utterances == 8
+    assert calibration.predict(-1.4, 0.0, 1.2) > calibration.predict(-0.1, 0.0, 1.2)
+    (tmp_path / "bad.json").write_text(json.dumps({**confidence["calibration"], "coefficients": {"intercept": "x"}}))
+    with pytest.raises(InvalidArgument, match=r"coefficients\.intercept: expected a finite number"):
+        load_calibration(tmp_path / "bad.json")
+
+
 def test_words_of_a_multi_utterance_file_go_to_the_nearest_utterance() -> None:
     from voxrelay.edge.results import Word
 

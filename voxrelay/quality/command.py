@@ -63,6 +63,7 @@ async def evaluate(
     *,
     output: str,
     plots: str | None = None,
+    calibration_out: str | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     quiet: bool = False,
@@ -97,6 +98,7 @@ async def evaluate(
         multilingual=model.multilingual,
         collar=settings.collar,
         context=_context(manifest.path, settings, uplink_settings, model),
+        model=model.name,
     )
     report["skipped"] = list(manifest.skipped)
     report["latency"]["measured"] = (
@@ -115,6 +117,16 @@ async def evaluate(
     from voxrelay.quality.table import print_report
 
     print_report(report, stdout)
+    if calibration_out:
+        calibration = report["confidence"].get("calibration")
+        if calibration is None:
+            print(f"voxrelay eval: --calibration-out: {report['confidence'].get('note')}", file=stderr)
+            return 1
+        with atomic_text(Path(calibration_out)) as f:
+            json.dump(calibration, f, indent=2)
+            f.write("\n")
+        if not quiet:
+            print(f"WER calibration for {model.name} written to {calibration_out}", file=stderr)
     if plots:
         from voxrelay.quality.plots import write_plots
 
@@ -131,6 +143,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", metavar="MANIFEST.jsonl", help="labelled files (the ../shared/data/speech format)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT.json", help="where the JSON report goes")
     p.add_argument("--plots", metavar="DIR", help="also write PNG charts into DIR")
+    p.add_argument(
+        "--calibration-out",
+        metavar="FILE",
+        help="also write the WER calibration fitted on this run (JSON, for voxrelay serve --calibration)",
+    )
     p.add_argument("--server", metavar="HOST:PORT", help="recognizer to use (default: an embedded one)")
     p.add_argument("--vad", choices=VADS, default=DEFAULT_VAD, help="voice activity detector (default %(default)s)")
     p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
@@ -155,6 +172,8 @@ def prepare(args: argparse.Namespace) -> tuple[Manifest, EvalSettings]:
 
     if Path(args.output).is_dir():
         raise InvalidArgument(f"--output: {args.output!r} is a folder; give the path of the JSON report to write")
+    if args.calibration_out and Path(args.calibration_out).is_dir():
+        raise InvalidArgument(f"--calibration-out: {args.calibration_out!r} is a folder; give the path of a JSON file")
     settings = EvalSettings(
         vad=VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold),
         pace=args.pace,
@@ -175,4 +194,12 @@ async def run_prepared(
         beam_size=args.beam_size,
         word_timestamps=True,
     )
-    return await evaluate(manifest, uplink, settings, output=args.output, plots=args.plots, quiet=args.quiet)
+    return await evaluate(
+        manifest,
+        uplink,
+        settings,
+        output=args.output,
+        plots=args.plots,
+        calibration_out=args.calibration_out,
+        quiet=args.quiet,
+    )

@@ -33,6 +33,8 @@ class UtteranceScore:
     e2e: WordErrors | None
     attribution: Attribution | None
     error: str | None
+    # The recognizer alone's confidence signals: avg_logprob, no_speech_prob, compression_ratio.
+    signals: tuple[float, float, float] | None = None
 
 
 def _nearest(utterances: Sequence[Utterance], t: float, duration: float) -> int:
@@ -82,7 +84,8 @@ def score_utterances(run: FileRun) -> list[UtteranceScore]:
         spans = reference_timings(ref, lang, alone.words, bounds)
         attribution = attribute(ref, e2e_text, lang, spans, segments)
         asr = word_errors(ref, alone.text, lang)
-        out.append(UtteranceScore(entry.name, utterance, alone.text, e2e_text, asr, e2e, attribution, None))
+        signals = (alone.avg_logprob, alone.no_speech_prob, alone.compression_ratio)
+        out.append(UtteranceScore(entry.name, utterance, alone.text, e2e_text, asr, e2e, attribution, None, signals))
     return out
 
 
@@ -171,6 +174,29 @@ def attribution_summary(scores: Sequence[UtteranceScore], headline: set[str] | N
     }
 
 
+def confidence_summary(scores: Sequence[UtteranceScore], model: str) -> dict[str, Any]:
+    """How well Whisper's confidence signals predict the recognizer's errors, and the WER calibration fitted on them.
+
+    Every scored utterance counts, in every language: an English-only model given other languages is
+    exactly what the label-free estimate has to notice.
+    """
+    from voxrelay.monitoring.calibration import Sample, assess
+
+    samples = [
+        Sample(s.signals[0], s.signals[1], s.signals[2], s.asr.errors, s.asr.reference_words)
+        for s in scores
+        if s.asr is not None and s.signals is not None
+    ]
+    report = assess(samples, model)
+    report["method"] = (
+        "per utterance of the recognizer alone: Spearman's rho of each signal (signed so that higher means "
+        "worse) with the utterance's WER, and the AUROC of the signal for 'the utterance has any word error'; "
+        "the calibration is a least-squares fit of utterance WER weighted by reference words, checked by "
+        "leave-one-out; every language counts"
+    )
+    return report
+
+
 def headline_languages(multilingual: bool) -> tuple[set[str] | None, str]:
     if multilingual:
         return None, "all languages (multilingual model)"
@@ -178,7 +204,7 @@ def headline_languages(multilingual: bool) -> tuple[set[str] | None, str]:
 
 
 def build_report(
-    runs: Sequence[FileRun], *, multilingual: bool, collar: float, context: dict[str, Any]
+    runs: Sequence[FileRun], *, multilingual: bool, collar: float, context: dict[str, Any], model: str = ""
 ) -> dict[str, Any]:
     """The report: overall figures first, then one entry per file."""
     headline, note = headline_languages(multilingual)
@@ -191,6 +217,7 @@ def build_report(
         "asr": wer_summary(flat, "asr", headline, note),
         "e2e": wer_summary(flat, "e2e", headline, note),
         "attribution": attribution_summary(flat, headline),
+        "confidence": confidence_summary(flat, model),
         "latency": latency_summary([lat for run in runs for lat in run.latencies]),
         "per_file": [file_entry(r, v, u, headline) for r, v, u in zip(runs, vad_scores, utterance_scores, strict=True)],
     }
@@ -234,6 +261,9 @@ def file_entry(
                 "asr_wer": s.asr.wer if s.asr is not None and s.asr.reference_words else None,
                 "e2e_wer": s.e2e.wer if s.e2e is not None and s.e2e.reference_words else None,
                 "attribution": asdict(s.attribution) if s.attribution is not None else None,
+                "signals": None
+                if s.signals is None
+                else dict(zip(("avg_logprob", "no_speech_prob", "compression_ratio"), s.signals, strict=True)),
                 "error": s.error,
             }
             for s in scores

@@ -69,6 +69,10 @@ class Recognized:
     text: str = ""
     words: tuple[TimedWord, ...] = ()
     error: str | None = None
+    # Whisper's confidence signals for the utterance (the result's aggregates).
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,13 @@ async def recognize_alone(
     except grpc.aio.AioRpcError as err:
         return Recognized(error=f"{err.code().name}: {err.details()}")
     words = tuple(TimedWord(w.word, offset + w.start_seconds, offset + w.end_seconds) for w in result.words)
-    return Recognized(result.text.strip(), words)
+    return Recognized(
+        result.text.strip(),
+        words,
+        avg_logprob=float(result.avg_logprob),
+        no_speech_prob=float(result.no_speech_prob),
+        compression_ratio=float(result.compression_ratio),
+    )
 
 
 async def run_file(entry: Entry, uplink: Uplink, stub: pb_grpc.RecognizerStub, settings: EvalSettings) -> FileRun:

@@ -42,6 +42,25 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"to result, {lat['segments']} segments; mean by stage: "
         + ", ".join(f"{k} {_num(v['mean_s'], '.3f')} s" for k, v in lat["stages"].items()),
     ]
+    confidence = report.get("confidence") or {}
+    signals = confidence.get("signals")
+    if signals:
+        lines.append(
+            "CONF  "
+            + ", ".join(
+                f"{name} rho {_num(v['spearman_rho_with_wer'], '.2f')} AUROC {_num(v['auroc_any_error'], '.2f')}"
+                for name, v in signals.items()
+            )
+            + f" ({confidence['utterances']} utterances, vs per-utterance WER / any error)"
+        )
+        loo = confidence.get("leave_one_out") or {}
+        lines.append(
+            f"      calibrated estimate: WER {_pct(confidence['estimated_wer'])} vs measured "
+            f"{_pct(confidence['pooled_wer'])}; held out (leave-one-out) {_pct(loo.get('estimated_wer'))}, "
+            f"mean absolute error per utterance {_num(loo.get('mean_absolute_error'), '.3f')}"
+        )
+    elif confidence:
+        lines.append(f"CONF  {confidence.get('note')}")
     for lang, figures in asr["by_language"].items():
         lines.append(
             f"      {lang}: ASR {_pct(figures['wer'])}, E2E {_pct(e2e['by_language'][lang]['wer'])} "
