@@ -178,3 +178,20 @@ def test_the_monitor_thread_measures_and_scores_off_the_caller() -> None:
         monitor.close()
     state = monitor.states()[0]
     assert state.reference_origin == "the first 20 segments served"
+
+
+def test_the_wer_estimate_is_given_only_to_the_model_it_was_fitted_for() -> None:
+    from voxrelay.monitoring.calibration import load_calibration
+
+    calibration = load_calibration(None)
+    assert calibration.model == "tiny.en"
+    other = ModelRef("base", "0123456789ab", "faster-whisper")
+    monitor = Monitor({"tiny": MODEL, "base": other}, DriftSettings(), CollectorRegistry(), calibration=calibration)
+    obs = SegmentObservation(None, 2.0, "hello there", -0.4, 0.1, 1.1, "en")
+    for _ in range(5):
+        monitor.process("tiny", obs)
+        monitor.process("base", obs)
+    monitor.score()
+    wer = {s.model: s.estimated_wer for s in monitor.states()}
+    assert wer["tiny"] == pytest.approx(calibration.predict(-0.4, 0.1, 1.1))
+    assert np.isnan(wer["base"])  # fitted on tiny.en: no estimate for another model

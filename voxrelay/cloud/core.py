@@ -79,7 +79,7 @@ class ServiceCore:
         calibration = self.monitor.calibration if self.monitor is not None else None
         if calibration is None:
             calibration = load_calibration(settings.calibration_file)
-        rollout.set_estimate(calibration.predict)
+        rollout.set_estimate(calibration.predict, calibration.model)
         rollout.attach(EngineHooks(self._engine_added, self._engine_removed, self._loaded))
         for engine in self.engines.values():
             engine.more_coming = self.more_coming

@@ -56,6 +56,7 @@ class _ModelMonitor:
     def __init__(
         self, model: ModelRef, settings: DriftSettings, profile: ReferenceProfile | None, collect: bool
     ) -> None:
+        self.model = model.name
         self.detector = DriftDetector(model, settings, profile, learn_forever=collect)
         self.repeats = RepeatTracker()
         self.wer = Window(settings.long_window)
@@ -154,7 +155,7 @@ class Monitor:
                 log.info(
                     "monitor: reference for %s learned from its first %d segments", model, m.detector.learned_segments
                 )
-            if self.calibration is not None and obs.text.strip():
+            if self.calibration is not None and self.calibration.model in ("", m.model) and obs.text.strip():
                 words = len(obs.text.split())
                 m.wer.add(self.calibration.predict(obs.avg_logprob, obs.no_speech_prob, obs.compression_ratio) * words)
                 m.words.add(words)

@@ -81,6 +81,7 @@ class RolloutController:
         self.engine_options = engine_options or EngineOptions()
         self.data_dir = data_dir
         self.estimate = estimate
+        self.estimate_model = ""
         self.audit = AuditLog(data_dir / "audit.jsonl" if data_dir is not None else None)
         self.review: ReviewQueue | None = None
         self.state = RolloutState(stable=config.stable, deployments=tuple(self.deployments))
@@ -145,9 +146,17 @@ class RolloutController:
             controller._publish()
         return controller
 
-    def set_estimate(self, estimate: Estimate | None) -> None:
+    def set_estimate(self, estimate: Estimate | None, model: str = "") -> None:
+        """The per-segment WER estimate, fitted for ``model`` (any model when empty): deployments of other
+        models get no estimate, and the analysis leaves the check out when either side has none."""
         self.estimate = estimate
+        self.estimate_model = model
         self.shadow.estimate = estimate
+        self.shadow.estimate_model = model
+
+    def estimates(self, deployment: Deployment) -> bool:
+        """Whether ``deployment``'s results get a WER estimate (the calibration was fitted for its model)."""
+        return self.estimate is not None and self.estimate_model in ("", deployment.spec.model)
 
     def attach(self, hooks: EngineHooks) -> None:
         self.hooks = hooks
@@ -287,7 +296,7 @@ class RolloutController:
             self.analysis.thresholds,
             self.analysis.min_samples,
             comparisons=comparisons,
-            estimated=self.estimate is not None,
+            estimated=self.estimates(cand) and self.estimates(base),
         )
         return Analysed(now, result, cand.name, base.name)
 
@@ -354,7 +363,7 @@ class RolloutController:
         d = assignment.deployment
         text = result.text.strip()
         estimated = None
-        if self.estimate is not None and text:
+        if self.estimate is not None and text and self.estimates(d):
             estimated = self.estimate(result.avg_logprob, result.no_speech_prob, result.compression_ratio)
         timings = result.timings
         d.window.add(

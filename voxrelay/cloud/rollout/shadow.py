@@ -67,6 +67,7 @@ class ShadowRunner:
         self.server_loaded = server_loaded
         self.record = record  # (deployment, outcome) → counted
         self.estimate = estimate
+        self.estimate_model = ""  # the model the estimate was fitted for ("" = any)
         self.limits = limits or ShadowLimits()
         self._backlog: deque[ShadowJob] = deque()
         self._backlog_seconds = 0.0
@@ -154,7 +155,9 @@ class ShadowRunner:
         now = time.monotonic()
         text = t.text.strip()
         estimated = (
-            self.estimate(t.avg_logprob, t.no_speech_prob, t.compression_ratio) if self.estimate and text else None
+            self.estimate(t.avg_logprob, t.no_speech_prob, t.compression_ratio)
+            if self.estimate and text and self.estimate_model in ("", candidate.spec.model)
+            else None
         )
         candidate.window.add(
             Sample(
