@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from voxrelay.quality.wer import word_errors
+
 ROOT = Path(__file__).resolve().parents[1]
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 
@@ -136,8 +138,8 @@ def segments_of(document: Path) -> list[dict[str, Any]]:
 
 
 def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], what: str) -> None:
-    """Each expected segment exactly once, none failed; the same text wherever Whisper decoded it by
-    beam search both times (``temperature`` 0). Where its first decode looked unreliable, Whisper's
+    """Each expected segment exactly once, none failed; the same text (give or take a close call, see
+    below) wherever Whisper decoded it by beam search both times (``temperature`` 0). Where its first decode looked unreliable, Whisper's
     temperature fallback samples (``temperature`` above 0), and a segment recognised again may read
     differently; the results say so, and those are compared only for being there."""
     sequences = [s["sequence"] for s in segments]
@@ -147,5 +149,16 @@ def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], w
     got = {s["sequence"]: s for s in segments}
     beam = [s for s in expected if s["temperature"] == 0 and got[s["sequence"]]["temperature"] == 0]
     assert len(beam) >= len(expected) // 2, f"{what}: most segments needed the temperature fallback"
+    # A beam-search decode is the same run after run in one configuration; across configurations (worker
+    # threads, which segments shared a batched model call) int8 arithmetic differs in its last digits, and
+    # now and then a close call between two words goes the other way. So: nearly all identical, and every
+    # one within a word or two of its counterpart (another segment's text would be far off).
+    identical = 0
     for s in beam:
-        assert got[s["sequence"]]["text"] == s["text"], f"{what}: segment {s['sequence']}"
+        text = got[s["sequence"]]["text"]
+        identical += text == s["text"]
+        errors = word_errors(s["text"], text)
+        assert errors.errors <= max(2, 0.25 * errors.reference_words), (
+            f"{what}: segment {s['sequence']}: {text!r} vs {s['text']!r}"
+        )
+    assert identical >= 0.8 * len(beam), f"{what}: only {identical} of {len(beam)} beam-search segments read the same"
