@@ -139,9 +139,10 @@ def segments_of(document: Path) -> list[dict[str, Any]]:
 
 def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], what: str) -> None:
     """Each expected segment exactly once, none failed; the same text (give or take a close call, see
-    below) wherever Whisper decoded it by beam search both times (``temperature`` 0). Where its first decode looked unreliable, Whisper's
-    temperature fallback samples (``temperature`` above 0), and a segment recognised again may read
-    differently; the results say so, and those are compared only for being there."""
+    below) wherever Whisper decoded it by beam search both times (``temperature`` 0). Where its first
+    decode looked unreliable, Whisper's temperature fallback samples (``temperature`` above 0), and a
+    segment recognised again may read differently; the results say so, and those are compared only for
+    being there."""
     sequences = [s["sequence"] for s in segments]
     assert len(sequences) == len(set(sequences)), f"{what}: a segment reached the output twice"
     assert sorted(sequences) == sorted(s["sequence"] for s in expected), f"{what}: segments lost or added"
