@@ -291,8 +291,17 @@ def _run_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that takes no abbreviations: ``--device cuda`` is never ``--device-id cuda``.
+    Subcommand parsers are made of the same class, so the rule holds at every level."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="voxrelay",
         description="Edge/cloud speech transcription: VAD at the edge, Whisper in the cloud, gRPC between.",
     )

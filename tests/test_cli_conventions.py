@@ -1,0 +1,49 @@
+"""Command-line conventions every subcommand keeps (parsing only: no model is loaded here)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ROOT
+from voxrelay.cli import build_parser, main
+
+
+def voxrelay(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voxrelay", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def parsers(parser: argparse.ArgumentParser | None = None) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command line, the top one first, with its command path ("", "batch", "deploy add")."""
+    parser = parser or build_parser()
+    stack: list[tuple[str, argparse.ArgumentParser]] = [("", parser)]
+    while stack:
+        path, p = stack.pop(0)
+        yield path, p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    stack.append((f"{path} {name}".strip(), child))
+
+
+def test_no_parser_takes_abbreviations() -> None:
+    found = dict(parsers())
+    assert {"transcribe", "batch", "listen", "eval", "serve", "deploy add"} <= set(found)
+    assert [path for path, p in found.items() if p.allow_abbrev] == []
+
+
+def test_a_prefix_of_a_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # --device is listen's and serve's; transcribe must not read it as --device-id.
+    with pytest.raises(SystemExit) as exit_:
+        main(["transcribe", "x.wav", "--device", "cuda"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --device cuda" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--max-str", "3"])
+    assert exit_.value.code == 2
