@@ -47,3 +47,31 @@ def test_a_prefix_of_a_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--max-str", "3"])
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose", "quiet"),
+    [
+        (["batch", "in", "-o", "out", "-q"], 0, True),
+        (["-q", "batch", "in", "-o", "out"], 0, True),
+        (["transcribe", "a.wav", "-vv"], 2, False),
+        (["-v", "-v", "transcribe", "a.wav"], 2, False),
+        (["-v", "serve", "--port", "0"], 1, False),
+        (["serve", "--verbose"], 1, False),
+        (["deploy", "status", "-q"], 0, True),
+        (["eval", "m.jsonl", "-o", "out", "-v"], 1, False),
+        (["transcribe", "a.wav"], 0, False),
+    ],
+)
+def test_log_flags_work_before_and_after_the_subcommand(argv: list[str], verbose: int, quiet: bool) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.verbose, args.quiet) == (verbose, quiet)
+
+
+def test_every_subcommand_takes_the_log_flags() -> None:
+    missing = [
+        path
+        for path, p in parsers()
+        if path and not {"-v", "--verbose", "-q", "--quiet"} <= set(p._option_string_actions)
+    ]
+    assert missing == []

@@ -314,7 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_monitor_commands(sub)
     add_deploy_command(sub)
     add_review_command(sub)
+    _add_log_flags_everywhere(parser)
     return parser
+
+
+def _add_log_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept -v and -q after the subcommand too (``voxrelay batch DIR -o OUT -q``). Their default is
+    SUPPRESS there, so a subcommand that does not see them leaves what was given before it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in dict.fromkeys(action.choices.values()):
+            taken = child._option_string_actions
+            if "-v" not in taken and "--verbose" not in taken:
+                child.add_argument(
+                    "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (repeatable)"
+                )
+            if "-q" not in taken and "--quiet" not in taken:
+                child.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")
+            _add_log_flags_everywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
