@@ -6,6 +6,7 @@ import argparse
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,11 @@ def test_every_subcommand_takes_the_log_flags() -> None:
         if path and not {"-v", "--verbose", "-q", "--quiet"} <= set(p._option_string_actions)
     ]
     assert missing == []
+
+
+def test_batch_does_not_offer_a_spool(tmp_path: Path) -> None:
+    help_text = voxrelay("batch", "--help").stdout
+    assert "--spool-dir" not in help_text and "--spool-max-mb" not in help_text
+    run = voxrelay("batch", str(tmp_path), "-o", str(tmp_path / "out"), "--spool-dir", str(tmp_path / "s"))
+    assert run.returncode == 2 and "unrecognized arguments: --spool-dir" in run.stderr
+    assert "--spool-dir" in voxrelay("transcribe", "--help").stdout

@@ -12,7 +12,7 @@ from typing import Any
 from voxrelay.errors import InvalidArgument
 
 
-def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
+def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool, with_spool: bool = True) -> None:
     from voxrelay.edge.agent import DEFAULT_VAD, VADS
     from voxrelay.edge.sinks import FORMATS
 
@@ -43,26 +43,28 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool) -> None:
     p.add_argument("--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)")
     if with_pace:
         p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live)")
-    _add_link_options(p)
+    _add_link_options(p, with_spool=with_spool)
 
 
-def _add_link_options(p: argparse.ArgumentParser) -> None:
-    """How the edge reaches the recognizer (TLS, token) and keeps segments until answered (spool)."""
+def _add_link_options(p: argparse.ArgumentParser, *, with_spool: bool) -> None:
+    """How the edge reaches the recognizer (TLS, token) and keeps segments until answered (spool: not for
+    ``batch``, which resumes by file)."""
     p.add_argument("--tls", action="store_true", help="use TLS with the system's CA certificates")
     p.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA certificate")
     p.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS")
     p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--auth-token-file", metavar="PATH", help="send the device token in this file")
     p.add_argument("--insecure", action="store_true", help="allow plaintext to a server that is not on this machine")
-    p.add_argument(
-        "--spool-dir",
-        metavar="DIR",
-        help="keep every segment on disk until its result is delivered; a rerun with the same DIR "
-        "resends what an interrupted run left (default: in memory)",
-    )
-    p.add_argument(
-        "--spool-max-mb", type=float, default=512.0, metavar="MB", help="spool size bound (default %(default)s)"
-    )
+    if with_spool:
+        p.add_argument(
+            "--spool-dir",
+            metavar="DIR",
+            help="keep every segment on disk until its result is delivered; a rerun with the same DIR "
+            "resends what an interrupted run left (default: in memory)",
+        )
+        p.add_argument(
+            "--spool-max-mb", type=float, default=512.0, metavar="MB", help="spool size bound (default %(default)s)"
+        )
     p.add_argument(
         "--retry-for",
         type=float,
@@ -73,11 +75,9 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
 
 
 def _link_settings(args: argparse.Namespace, embedded: bool) -> dict[str, Any]:
-    spool = {
-        "spool_dir": args.spool_dir,
-        "spool_max_bytes": int(args.spool_max_mb * 1024 * 1024),
-        "max_outage_seconds": args.retry_for,
-    }
+    spool: dict[str, Any] = {"max_outage_seconds": args.retry_for}
+    if hasattr(args, "spool_dir"):  # batch has no spool
+        spool.update(spool_dir=args.spool_dir, spool_max_bytes=int(args.spool_max_mb * 1024 * 1024))
     if embedded:  # the embedded recognizer is plaintext on loopback
         return spool
     return {
@@ -163,7 +163,8 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ray-workers", type=int, metavar="N", help="worker slots on the cluster (default: one per CPU)")
     p.add_argument("--ray-cpus", type=float, default=1.0, metavar="N", help="CPUs per worker slot (default 1)")
-    _add_edge_options(p, with_pace=False)
+    # batch resumes by file (a rerun skips complete outputs) and keeps segments in memory: no spool.
+    _add_edge_options(p, with_pace=False, with_spool=False)
     _add_metrics_options(p)
     p.set_defaults(run=_run_batch)
 
@@ -264,11 +265,6 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace) -> int:
     from voxrelay.batch.run import BatchSettings, embedded_workers, plan_batch, run_batch
 
-    if getattr(args, "spool_dir", None):
-        raise InvalidArgument(
-            "--spool-dir: batch resumes by file (a rerun skips complete outputs) and keeps segments in memory; "
-            "leave --spool-dir out"
-        )
     settings = BatchSettings(output_dir=args.output_dir, fmt=args.format, jobs=args.jobs, overwrite=args.overwrite)
     if args.ray:
         return _run_batch_ray(args, settings)
