@@ -84,3 +84,20 @@ def test_batch_does_not_offer_a_spool(tmp_path: Path) -> None:
     run = voxrelay("batch", str(tmp_path), "-o", str(tmp_path / "out"), "--spool-dir", str(tmp_path / "s"))
     assert run.returncode == 2 and "unrecognized arguments: --spool-dir" in run.stderr
     assert "--spool-dir" in voxrelay("transcribe", "--help").stdout
+
+
+def test_no_input_device_is_said_in_the_commands_own_words(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxrelay.edge.capture import mic
+    from voxrelay.errors import VoxrelayError
+
+    monkeypatch.setattr(mic, "list_input_devices", list)
+    assert main(["devices"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("voxrelay devices: no audio input device") and err.count("\n") == 1
+    # listen takes no file: it points at the command that reads one as live audio.
+    with pytest.raises(VoxrelayError) as refused:
+        mic._resolve_device([], None)
+    assert "voxrelay transcribe --pace 1 FILE" in refused.value.message
+    assert "WAV file instead" not in refused.value.message

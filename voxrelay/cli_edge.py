@@ -325,7 +325,11 @@ def _run_devices(args: argparse.Namespace) -> int:
 
     devices = list_input_devices()
     if not devices:
-        print("no audio input devices found", file=sys.stderr)
+        print(
+            "voxrelay devices: no audio input device found: connect a microphone and check that the system sees "
+            "it (`arecord -l` on Linux)",
+            file=sys.stderr,
+        )
         return 1
     for d in devices:
         default = " (default)" if d.is_default else ""

@@ -112,7 +112,7 @@ def _resolve_device(devices: list[InputDevice], device: int | str | None) -> Inp
     if not devices:
         raise AudioError(
             "no audio input device found: connect a microphone and check that the system sees it "
-            "(`arecord -l` on Linux), or give a WAV file instead"
+            "(`arecord -l` on Linux), or read a file as live audio: voxrelay transcribe --pace 1 FILE"
         )
     available = "; ".join(d.describe() for d in devices)
     if device is None or (isinstance(device, str) and not device.strip()):
