@@ -384,3 +384,20 @@ def test_eval_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert "bad.jsonl:1.speech[0]: ends (1 s) before it starts (3 s)" in run.stderr
     run = voxrelay("eval", str(SPEECH / "manifest.jsonl"), "-o", str(tmp_path), timeout=120)
     assert run.returncode == 2 and "is a folder" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(("hidden", "package"), [("jiwer", "jiwer"), ("whisper_normalizer", "whisper-normalizer")])
+def test_eval_checks_its_dependencies_before_any_file(tmp_path: Path, hidden: str, package: str) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    sample = ROOT / "samples" / "voxrelay-sample.wav"
+    manifest.write_text(json.dumps({"audio": str(sample), "text": "Hello and welcome."}) + "\n")
+    # The module is made unimportable in the child, as on an install without the eval extra.
+    code = (
+        f"import sys; sys.modules[{hidden!r}] = None; from voxrelay.cli import main; "
+        f"sys.exit(main(['eval', {str(manifest)!r}, '-o', {str(tmp_path / 'out')!r}]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 1, run.stderr
+    assert f"needs the Python package '{package}'" in run.stderr and "voxrelay[eval]" in run.stderr
+    assert "[1/1]" not in run.stderr and "Traceback" not in run.stderr  # no file ran
+    assert run.stderr.strip().count("\n") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import grpc
 
 from voxrelay.edge.link.uplink import UplinkError, UplinkSettings, describe_rpc_error, open_uplink
 from voxrelay.edge.transcribe import atomic_text
-from voxrelay.errors import InvalidArgument
+from voxrelay.errors import InvalidArgument, MissingDependency
 from voxrelay.protos import pb, pb_grpc
 from voxrelay.quality.evaluate import build_report
 from voxrelay.quality.manifest import Manifest, read_manifest
@@ -166,14 +167,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)")
 
 
+def check_dependencies(plots: bool) -> None:
+    """Fail now, before any file runs, if scoring (or ``--plots``) could not work at the end."""
+    needed = [("jiwer", "jiwer"), ("whisper_normalizer", "whisper-normalizer")]
+    if plots:
+        needed.append(("matplotlib", "matplotlib"))
+    for module, package in needed:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            what = "--plots" if module == "matplotlib" else "WER scoring"
+            raise MissingDependency(f"voxrelay eval ({what})", package, "eval") from err
+
+
 def prepare(args: argparse.Namespace) -> tuple[Manifest, EvalSettings]:
-    """Check the options and read the manifest (usage errors come before any model loads)."""
+    """Check the options and the dependencies and read the manifest (all before any model loads)."""
     from voxrelay.edge.agent import VadSettings
 
     if Path(args.output).is_dir():
         raise InvalidArgument(f"--output: {args.output!r} is a folder; give the path of the JSON report to write")
     if args.calibration_out and Path(args.calibration_out).is_dir():
         raise InvalidArgument(f"--calibration-out: {args.calibration_out!r} is a folder; give the path of a JSON file")
+    check_dependencies(bool(args.plots))
     settings = EvalSettings(
         vad=VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold),
         pace=args.pace,
