@@ -101,3 +101,45 @@ def test_no_input_device_is_said_in_the_commands_own_words(
         mic._resolve_device([], None)
     assert "voxrelay transcribe --pace 1 FILE" in refused.value.message
     assert "WAV file instead" not in refused.value.message
+
+
+def one_line(run: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+    return run.stderr.strip()
+
+
+@pytest.mark.parametrize("command", [["transcribe", "samples/voxrelay-sample.wav"], ["serve", "--port", "0"]])
+def test_an_unknown_model_is_a_usage_error(command: list[str]) -> None:
+    run = voxrelay(*command, "--model", "nosuchmodel")
+    assert run.returncode == 2
+    line = one_line(run)
+    assert line.startswith(f"voxrelay {command[0]}: unknown model 'nosuchmodel'") and "tiny.en" in line
+
+
+@pytest.mark.parametrize("model", [[], ["--model", "base"]])
+def test_a_language_that_is_not_a_code_is_said_so_once(model: list[str]) -> None:
+    run = voxrelay("transcribe", "samples/voxrelay-sample.wav", *model, "--language", "xx")
+    assert run.returncode == 2
+    line = one_line(run)
+    assert line.startswith("voxrelay transcribe: --language: 'xx' is not a language code")
+    assert "English-only" not in line and line.count(" de,") == 1  # the list of codes, once
+
+
+def test_the_server_refuses_a_language_that_is_not_a_code() -> None:
+    from voxrelay.cloud.backends.base import ModelDescriptor
+    from voxrelay.cloud.settings import ServerSettings
+    from voxrelay.cloud.wire import decode_options
+    from voxrelay.errors import InvalidArgument
+    from voxrelay.protos import pb
+
+    base = ModelDescriptor("base", "0123456789ab", "faster-whisper", True, "cpu/int8")
+    with pytest.raises(InvalidArgument, match=r"options\.language: 'xx' is not a language code"):
+        decode_options("options", pb.RecognitionOptions(language="xx"), ServerSettings(), base)
+    assert decode_options("options", pb.RecognitionOptions(language="yue"), ServerSettings(), base).language == "yue"
+
+
+def test_the_language_codes_are_whispers() -> None:
+    tokenizer = pytest.importorskip("faster_whisper.tokenizer")
+    from voxrelay.languages import LANGUAGE_CODES
+
+    assert tuple(tokenizer._LANGUAGE_CODES) == LANGUAGE_CODES

@@ -105,5 +105,5 @@ def test_serve_refuses_unknown_model_with_a_clear_message() -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # a usage error, like --backend nope
     assert "no-such-model" in proc.stderr and "Traceback" not in proc.stderr

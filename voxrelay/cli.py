@@ -14,7 +14,7 @@ from voxrelay import __version__
 from voxrelay.cli_deploy import add_deploy_command, add_serve_rollout_arguments
 from voxrelay.cli_edge import add_edge_commands
 from voxrelay.cli_monitor import add_monitor_commands
-from voxrelay.errors import InvalidArgument, VoxrelayError
+from voxrelay.errors import InvalidArgument, UnknownModel, VoxrelayError
 from voxrelay.review.cli import add_review_command
 
 USAGE_ERROR = 2
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))
-    except InvalidArgument as err:
+    except (InvalidArgument, UnknownModel) as err:
         print(f"voxrelay {args.command}: {err.message}", file=sys.stderr)
         return USAGE_ERROR
     except VoxrelayError as err:

@@ -222,6 +222,16 @@ async def _with_server(
         return await body(address, True)
 
 
+def check_decoding_options(args: argparse.Namespace) -> None:
+    """Usage errors in the decoding options, before any model loads or any file is read."""
+    from voxrelay.languages import LANGUAGE_CODES, unknown_language
+
+    if args.language is not None:
+        args.language = args.language.strip().lower() or None
+    if args.language is not None and args.language not in LANGUAGE_CODES:
+        raise InvalidArgument(f"--language: {unknown_language(args.language)}")
+
+
 def _refuse_output_collisions(paths: list[str]) -> None:
     """Refuse inputs that would write the same DIR/<stem>.<suffix>, before any work is done."""
     seen: dict[str, str] = {}
@@ -237,6 +247,7 @@ def _refuse_output_collisions(paths: list[str]) -> None:
 def _run_transcribe(args: argparse.Namespace) -> int:
     from voxrelay.edge.transcribe import transcribe
 
+    check_decoding_options(args)
     if args.pace is not None and args.pace <= 0:
         raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
     if args.output_dir:
@@ -265,6 +276,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace) -> int:
     from voxrelay.batch.run import BatchSettings, embedded_workers, plan_batch, run_batch
 
+    check_decoding_options(args)
     settings = BatchSettings(output_dir=args.output_dir, fmt=args.format, jobs=args.jobs, overwrite=args.overwrite)
     if args.ray:
         return _run_batch_ray(args, settings)
@@ -309,6 +321,7 @@ def _run_batch_ray(args: argparse.Namespace, settings: Any) -> int:
 def _run_listen(args: argparse.Namespace) -> int:
     from voxrelay.edge.transcribe import listen
 
+    check_decoding_options(args)
     device: int | str | None = int(args.device) if args.device and args.device.isdigit() else args.device
 
     with _edge_metrics(args) as metrics:
@@ -355,6 +368,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from voxrelay.quality.command import prepare, run_prepared
 
+    check_decoding_options(args)
     prepared = prepare(args)
 
     async def body(server: str, embedded: bool) -> int:

@@ -60,6 +60,10 @@ class ModelNotFound(VoxrelayError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class UnknownModel(ModelNotFound):
+    """A model name that names no model and no directory: on the command line, a usage error."""
+
+
 class MissingDependency(VoxrelayError):
     """An optional package that this feature needs is not installed."""
 

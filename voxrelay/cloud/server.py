@@ -27,7 +27,7 @@ from voxrelay.cloud.rollout.setup import admin_tokens, build_rollout
 from voxrelay.cloud.service import RecognizerService
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.cloud.watch import ServedModels
-from voxrelay.errors import MissingDependency, VoxrelayError
+from voxrelay.errors import MissingDependency, UnknownModel, VoxrelayError
 from voxrelay.exposition import ExportSettings, MetricsExporter, exported, new_registry
 from voxrelay.monitoring.board import Board
 from voxrelay.monitoring.live import LivePage
@@ -321,6 +321,8 @@ def serve(settings: ServerSettings) -> int:
     log.info("open-file limit: %d", raise_open_file_limit())
     try:
         asyncio.run(_serve(settings))
+    except UnknownModel:
+        raise  # a usage error: the command line says so (exit 2)
     except VoxrelayError as err:
         print(f"voxrelay serve: {err.message}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor, Transcr
 from voxrelay.cloud.engine import InferenceEngine, Recognition
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import InvalidArgument, shown
+from voxrelay.languages import LANGUAGE_CODES, unknown_language
 from voxrelay.protos import pb
 
 
@@ -79,6 +80,8 @@ def decode_options(
     language = options.language.strip().lower() or None
     if language is not None and not (2 <= len(language) <= 8 and language.isalpha()):
         raise InvalidArgument(f"{field}language: {shown(options.language)} is not a language code such as 'en'")
+    if language is not None and language not in LANGUAGE_CODES:
+        raise InvalidArgument(f"{field}language: {unknown_language(language)}")
     if language not in (None, "en") and not model.multilingual:
         raise InvalidArgument(
             f"{field}language: {language!r} cannot be recognised by {model.name}, which is English-only; "

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from voxrelay.errors import MissingDependency, ModelNotFound, VoxrelayError
+from voxrelay.errors import MissingDependency, ModelNotFound, UnknownModel, VoxrelayError
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def known_models() -> tuple[str, ...]:
 def resolve_model(name: str = DEFAULT_MODEL) -> ResolvedModel:
     """Resolve a model name or local directory; see the module docstring for the order."""
     if not name or not name.strip():
-        raise ModelNotFound(f"empty model name; known models: {', '.join(known_models())}")
+        raise UnknownModel(f"empty model name; known models: {', '.join(known_models())}")
     local = Path(name).expanduser()
     if local.is_dir() and ((local / "model.bin").is_file() or name not in known_models()):
         return _local_directory(local)
@@ -120,8 +120,8 @@ def resolve_model(name: str = DEFAULT_MODEL) -> ResolvedModel:
             source="Hugging Face hub through faster-whisper (needs internet access)",
         )
     if os.sep in name or name.startswith("."):
-        raise ModelNotFound(f"model directory {name!r} does not exist")
-    raise ModelNotFound(
+        raise UnknownModel(f"model directory {name!r} does not exist")
+    raise UnknownModel(
         f"unknown model {name!r}; known models: {', '.join(known_models())} "
         f"(available offline: {', '.join(OFFLINE_MODELS)}), or a CTranslate2 model directory"
     )
