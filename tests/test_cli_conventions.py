@@ -143,3 +143,94 @@ def test_the_language_codes_are_whispers() -> None:
     from voxrelay.languages import LANGUAGE_CODES
 
     assert tuple(tokenizer._LANGUAGE_CODES) == LANGUAGE_CODES
+
+
+# Whisper's names: --task, --temperature, --compute-type, --threads; -o/--output-dir the same everywhere.
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["transcribe", "a.wav", "-o", "DIR"], ["batch", "in", "-o", "DIR"], ["eval", "m.jsonl", "-o", "DIR"]],
+)
+def test_o_is_the_output_folder_of_every_command_that_writes_files(argv: list[str]) -> None:
+    assert build_parser().parse_args(argv).output_dir == "DIR"
+    assert build_parser().parse_args([*argv[:-2], "--output-dir", "DIR"]).output_dir == "DIR"
+
+
+def test_eval_writes_its_report_into_the_output_folder(tmp_path: Path) -> None:
+    from voxrelay.quality.command import prepare
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio": "a.wav", "text": "hello"}\n')
+    args = build_parser().parse_args(["eval", str(manifest), "-o", str(tmp_path / "out")])
+    prepare(args)
+    assert args.report == str(tmp_path / "out" / "report.json")
+    args = build_parser().parse_args(["eval", str(manifest), "--report", str(tmp_path / "r.json")])
+    prepare(args)
+    assert args.report == str(tmp_path / "r.json")
+    run = voxrelay("eval", str(manifest), "-o", str(tmp_path / "r.json"))
+    assert run.returncode == 2 and "--report" in one_line(run)
+
+
+@pytest.mark.parametrize("command", ["transcribe", "batch", "listen", "eval"])
+def test_whisper_option_names_parse(command: str) -> None:
+    positional = {"transcribe": ["a.wav"], "batch": ["in", "-o", "out"], "listen": [], "eval": ["m", "-o", "out"]}
+    options = ["--task", "translate", "--temperature", "0,0.2,0.4", "--compute-type", "float32", "--threads", "2"]
+    args = build_parser().parse_args([command, *positional[command], *options])
+    assert (args.task, args.temperature, args.compute_type) == ("translate", (0.0, 0.2, 0.4), "float32")
+    assert args.threads == 2
+    assert build_parser().parse_args([command, *positional[command], "--temperature", "0"]).temperature == (0.0,)
+
+
+def test_serve_takes_temperatures_and_threads() -> None:
+    args = build_parser().parse_args(["serve", "--temperature", "0", "--threads", "3"])
+    assert (args.temperature, args.cpu_threads) == ((0.0,), 3)
+
+
+@pytest.mark.parametrize("value", ["2", "0,x", "-0.1"])
+def test_a_temperature_out_of_range_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["transcribe", "a.wav", "--temperature", value])
+    assert exit_.value.code == 2 and "--temperature" in capsys.readouterr().err
+
+
+def test_the_embedded_recognizers_options_need_no_server() -> None:
+    run = voxrelay("transcribe", "a.wav", "--server", "127.0.0.1:1", "--temperature", "0", "--threads", "1")
+    assert run.returncode == 2
+    assert one_line(run).startswith("voxrelay transcribe: --temperature, --threads: set the embedded recognizer")
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [(["--task", "translate"], "--task translate"), (["--language", "de"], "--language de")],
+)
+def test_translation_needs_a_multilingual_model(options: list[str], said: str) -> None:
+    run = voxrelay("transcribe", "samples/voxrelay-sample.wav", *options)  # tiny.en, the default
+    assert run.returncode == 2
+    line = one_line(run)
+    assert line.startswith(f"voxrelay transcribe: {said}: tiny.en is an English-only model") and "--model base" in line
+
+
+def test_the_server_settings_temperatures_reach_the_decoder() -> None:
+    from voxrelay.cloud.backends.base import ModelDescriptor
+    from voxrelay.cloud.settings import ServerSettings
+    from voxrelay.cloud.wire import decode_options
+    from voxrelay.errors import InvalidArgument
+    from voxrelay.protos import pb
+
+    model = ModelDescriptor("tiny.en", "0123456789ab", "faster-whisper", False, "cpu/int8")
+    given = decode_options("options", pb.RecognitionOptions(), ServerSettings(temperature=(0.0, 0.5)), model)
+    assert given.temperature == (0.0, 0.5)
+    assert decode_options("options", pb.RecognitionOptions(), ServerSettings(), model).temperature is None
+    with pytest.raises(InvalidArgument, match=r"temperature: 1\.5 is out of range"):
+        ServerSettings(temperature=(0.0, 1.5))
+
+
+def test_translate_goes_on_the_wire() -> None:
+    from voxrelay.edge.link.messages import session_config
+    from voxrelay.protos import pb
+
+    common = dict(device_id="d", session_id="s", language=None, model=None, beam_size=0, word_timestamps=False)
+    translate = session_config(**common, initial_prompt=None, hotwords=None, task="translate")  # type: ignore[arg-type]
+    assert translate.config.options.task == pb.TRANSLATE
+    assert session_config(**common, initial_prompt=None, hotwords=None).config.options.task == pb.TASK_UNSPECIFIED  # type: ignore[arg-type]

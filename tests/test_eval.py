@@ -321,7 +321,8 @@ def build_mini_set(folder: Path, speech_dir: Path) -> Path:
 def test_eval_on_a_small_labelled_set(server: Any, speech_dir: Path, tmp_path: Path) -> None:
     manifest = build_mini_set(tmp_path, speech_dir)
     out, plots = tmp_path / "report.json", tmp_path / "plots"
-    run = voxrelay("eval", str(manifest), "--server", server.address, "-o", str(out), "--plots", str(plots))
+    # -o names the folder: the report is DIR/report.json
+    run = voxrelay("eval", str(manifest), "--server", server.address, "-o", str(tmp_path), "--plots", str(plots))
     assert run.returncode == 1, run.stderr  # one file is missing
     errors = [line for line in run.stderr.splitlines() if line.startswith("voxrelay eval:")]
     assert errors == [f"voxrelay eval: {tmp_path / 'not-there.wav'}: no such audio file"]
@@ -379,10 +380,10 @@ def test_eval_on_a_small_labelled_set(server: Any, speech_dir: Path, tmp_path: P
 def test_eval_usage_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio": "a.wav", "speech": [[3, 1]]}\n')
-    run = voxrelay("eval", str(bad), "-o", str(tmp_path / "r.json"), timeout=120)
+    run = voxrelay("eval", str(bad), "--report", str(tmp_path / "r.json"), timeout=120)
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0
     assert "bad.jsonl:1.speech[0]: ends (1 s) before it starts (3 s)" in run.stderr
-    run = voxrelay("eval", str(SPEECH / "manifest.jsonl"), "-o", str(tmp_path), timeout=120)
+    run = voxrelay("eval", str(SPEECH / "manifest.jsonl"), "--report", str(tmp_path), timeout=120)
     assert run.returncode == 2 and "is a folder" in run.stderr and "Traceback" not in run.stderr
 
 

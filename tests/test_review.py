@@ -188,7 +188,7 @@ def test_voxrelay_review_in_a_terminal_and_the_live_wer_and_an_export_that_eval_
         assert [r["text"] for r in rows] == [results[0].text, right]
         assert all(r["text_kind"] == "human_reference" and (out / r["audio"]).is_file() for r in rows)
         report = tmp_path / "report.json"
-        evaluated = voxrelay("eval", str(out / "manifest.jsonl"), "--server", running.address, "-o", str(report))
+        evaluated = voxrelay("eval", str(out / "manifest.jsonl"), "--server", running.address, "--report", str(report))
         assert evaluated.returncode == 0, evaluated.stderr[-2000:]
         scored = json.loads(report.read_text())
         assert scored["asr"]["utterances"] == 2

@@ -231,3 +231,40 @@ def test_a_truncated_wav_is_warned_about(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     whole = voxrelay("transcribe", str(SAMPLE))
     assert "truncated" not in whole.stderr, whole.stderr
+
+
+def test_the_embedded_recognizer_runs_with_the_command_lines_compute_type_and_threads() -> None:
+    import asyncio
+
+    import grpc
+
+    from voxrelay.cli import build_parser
+    from voxrelay.cli_edge import embedded_options
+    from voxrelay.embedded import embedded_recognizer
+    from voxrelay.protos import pb, pb_grpc
+
+    args = build_parser().parse_args(
+        ["transcribe", str(SAMPLE), "--compute-type", "float32", "--threads", "1", "--temperature", "0"]
+    )
+
+    async def info() -> pb.ServerInfo:
+        async with (
+            embedded_recognizer(**embedded_options(args)) as address,
+            grpc.aio.insecure_channel(address) as channel,
+        ):
+            return await pb_grpc.RecognizerStub(channel).GetInfo(pb.GetInfoRequest(), timeout=30)
+
+    got = asyncio.run(info())
+    assert got.models[0].compute == "cpu/float32" and got.inference.cpu_threads == 1
+
+
+def test_translate_turns_german_speech_into_english() -> None:
+    german = SPEECH / "multilingual" / "picovoice_cheetah_test_de.wav"
+    if not german.is_file():
+        pytest.skip("the development speech set is not here")
+    said = voxrelay("transcribe", str(german), "--model", "base", "--language", "de")
+    translated = voxrelay("transcribe", str(german), "--model", "base", "--language", "de", "--task", "translate")
+    assert said.returncode == translated.returncode == 0, translated.stderr
+    assert "Werbung" in said.stdout  # "Die Werbung vermittelt einen falschen Eindruck."
+    words = set(translated.stdout.lower().replace(".", " ").split())
+    assert "werbung" not in words and words & {"the", "a", "an", "false", "impression"}

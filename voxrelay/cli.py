@@ -12,7 +12,7 @@ from typing import Any
 
 from voxrelay import __version__
 from voxrelay.cli_deploy import add_deploy_command, add_serve_rollout_arguments
-from voxrelay.cli_edge import add_edge_commands
+from voxrelay.cli_edge import add_edge_commands, temperatures
 from voxrelay.cli_monitor import add_monitor_commands
 from voxrelay.errors import InvalidArgument, UnknownModel, VoxrelayError
 from voxrelay.review.cli import add_review_command
@@ -38,6 +38,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="(default %(default)s)")
     p.add_argument("--beam-size", type=int, default=d.beam_size, help="default beam width (default %(default)s)")
     p.add_argument(
+        "--temperature",
+        type=temperatures,
+        metavar="T[,T...]",
+        help="Whisper's sampling temperatures, tried in order while a decode looks unreliable (default "
+        "0,0.2,0.4,0.6,0.8,1; 0 = beam search only, reproducible)",
+    )
+    p.add_argument(
         "--compute-type",
         default=d.compute_type,
         help="CTranslate2 compute type: int8 (default), float32, int8_float32...",
@@ -52,6 +59,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cpu-threads",
+        "--threads",
         type=int,
         default=d.cpu_threads,
         help="CPU threads per worker (default: the cores divided among the workers)",
@@ -251,6 +259,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         device=args.device,
         compute_type=args.compute_type,
         beam_size=args.beam_size,
+        temperature=args.temperature,
         inference_workers=args.inference_workers,
         cpu_threads=args.cpu_threads,
         max_batch=args.max_batch,

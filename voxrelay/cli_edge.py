@@ -40,10 +40,51 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool, with_spool
     p.add_argument("--initial-prompt", help="context text for the model (spellings, style)")
     p.add_argument("--hotwords", help="words or phrases the model should favour")
     p.add_argument("--device-id", help="id of this device (default: the host name)")
-    p.add_argument("--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)")
+    add_recognizer_options(p)
     if with_pace:
         p.add_argument("--pace", type=float, help="read files at X times real time (1.0 = live)")
     _add_link_options(p, with_spool=with_spool)
+
+
+def temperatures(text: str) -> tuple[float, ...]:
+    """``--temperature``: one temperature or Whisper's comma-separated fallback list, each 0..1."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a temperature or a list such as 0,0.2,0.4") from None
+    if not all(0.0 <= t <= 1.0 for t in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every temperature is between 0 and 1")
+    return values
+
+
+def add_recognizer_options(p: argparse.ArgumentParser) -> None:
+    """What the recognizer does (--task) and how the embedded one runs (backend, compute type, threads,
+    temperatures), with the names of Whisper's and faster-whisper's command lines."""
+    p.add_argument(
+        "--task",
+        choices=("transcribe", "translate"),
+        default="transcribe",
+        help="transcribe (default), or translate the speech into English (needs a multilingual model, e.g. base)",
+    )
+    p.add_argument("--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)")
+    p.add_argument(
+        "--temperature",
+        type=temperatures,
+        metavar="T[,T...]",
+        help="embedded recognizer: Whisper's sampling temperatures, tried in order while a decode looks "
+        "unreliable (default 0,0.2,0.4,0.6,0.8,1; 0 = beam search only, reproducible)",
+    )
+    p.add_argument(
+        "--compute-type",
+        metavar="TYPE",
+        help="embedded recognizer: CTranslate2 compute type (default int8; float32, int8_float32...)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="embedded recognizer: CPU threads per inference worker (default: the cores divided among the workers)",
+    )
 
 
 def _add_link_options(p: argparse.ArgumentParser, *, with_spool: bool) -> None:
@@ -129,7 +170,9 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         description="Transcribe WAV files through VAD, segmenter and recognizer.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files (any PCM layout, rate and channel count)")
-    p.add_argument("--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file instead of stdout")
+    p.add_argument(
+        "-o", "--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file (created) instead of stdout"
+    )
     _add_edge_options(p, with_pace=True)
     _add_metrics_options(p)
     p.set_defaults(run=_run_transcribe)
@@ -196,6 +239,7 @@ def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tup
         word_timestamps=args.word_timestamps,
         initial_prompt=args.initial_prompt,
         hotwords=args.hotwords,
+        task=args.task,
         **_link_settings(args, embedded),
     )
     return uplink, VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
@@ -214,12 +258,22 @@ async def _with_server(
     from voxrelay.embedded import embedded_recognizer
 
     async with embedded_recognizer(
-        model=args.model or "tiny.en",
-        backend=args.backend,
+        **embedded_options(args),
         inference_workers=inference_workers,
         metrics_registry=registry,
     ) as address:
         return await body(address, True)
+
+
+def embedded_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The embedded recognizer's model and how it runs, from the command line."""
+    return {
+        "model": args.model or "tiny.en",
+        "backend": args.backend,
+        "compute_type": args.compute_type or "int8",
+        "cpu_threads": args.threads or 0,
+        "temperature": args.temperature,
+    }
 
 
 def check_decoding_options(args: argparse.Namespace) -> None:
@@ -230,6 +284,36 @@ def check_decoding_options(args: argparse.Namespace) -> None:
         args.language = args.language.strip().lower() or None
     if args.language is not None and args.language not in LANGUAGE_CODES:
         raise InvalidArgument(f"--language: {unknown_language(args.language)}")
+    if args.threads is not None and args.threads < 1:
+        raise InvalidArgument(f"--threads: {args.threads} must be at least 1")
+    if args.server:
+        given = [flag for flag, value in _EMBEDDED_ONLY if getattr(args, value) is not None]
+        if given:
+            raise InvalidArgument(
+                f"{', '.join(given)}: set the embedded recognizer, and --server names another one; give them "
+                "to that server's `voxrelay serve`, or leave --server out"
+            )
+        return
+    _check_embedded_model(args)
+
+
+_EMBEDDED_ONLY = (("--temperature", "temperature"), ("--compute-type", "compute_type"), ("--threads", "threads"))
+
+
+def _check_embedded_model(args: argparse.Namespace) -> None:
+    """Translation and languages other than English need a multilingual model: say so before it loads."""
+    from voxrelay.models.catalogue import resolve_model
+
+    wants = (
+        "--task translate"
+        if args.task == "translate"
+        else (f"--language {args.language}" if args.language not in (None, "en") else None)
+    )
+    if wants is None:
+        return
+    model = resolve_model(args.model or "tiny.en")
+    if not model.multilingual:
+        raise InvalidArgument(f"{wants}: {model.name} is an English-only model; give a multilingual one (--model base)")
 
 
 def _refuse_output_collisions(paths: list[str]) -> None:
@@ -311,7 +395,7 @@ def _run_batch_ray(args: argparse.Namespace, settings: Any) -> int:
 
         # Each worker slot starts its own recognizer; the address is filled in there.
         uplink, vad = _edge_settings(args, "127.0.0.1:1", True)
-        recognizer = functools.partial(embedded_recognizer, model=args.model or "tiny.en", backend=args.backend)
+        recognizer = functools.partial(embedded_recognizer, **embedded_options(args))
     with _edge_metrics(args) as metrics:
         return asyncio.run(
             run_batch_ray(plan, ray_settings, uplink, vad, recognizer, quiet=args.quiet, metrics=metrics)
@@ -362,6 +446,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "report VAD precision/recall, WER of both, which stage caused the errors, and latency.",
     )
     add_arguments(p)
+    add_recognizer_options(p)
     p.set_defaults(run=_run_eval)
 
 

@@ -24,8 +24,13 @@ async def embedded_recognizer(
     beam_size: int = 5,
     inference_workers: int = 1,
     metrics_registry: CollectorRegistry | None = None,
+    cpu_threads: int = 0,
+    temperature: tuple[float, ...] | None = None,
 ) -> AsyncIterator[str]:
     """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit.
+
+    ``cpu_threads``: threads per inference worker (0: the cores divided among the workers);
+    ``temperature``: Whisper's fallback temperatures (None: the backend's own).
 
     ``metrics_registry``: record the service's metrics there (with the edge's, for one metrics file).
 
@@ -44,7 +49,9 @@ async def embedded_recognizer(
         backend=backend,
         compute_type=compute_type,
         beam_size=beam_size,
+        temperature=temperature,
         inference_workers=inference_workers,
+        cpu_threads=cpu_threads,
         # One user on this machine: every stream is theirs.
         max_client_streams=ServerSettings.max_concurrent_streams,
         max_client_queued_work_seconds=ServerSettings.max_queued_work_seconds,

@@ -24,6 +24,9 @@ class ServerSettings:
     device: str = "cpu"
     compute_type: str = "int8"
     beam_size: int = 5
+    # Whisper's sampling temperatures, tried in order while a decode looks unreliable (None: the
+    # backend's own 0, 0.2, ... 1.0; (0.0,) is beam search only, reproducible).
+    temperature: tuple[float, ...] | None = None
     # Inference workers (model calls running at once) and CPU threads per worker; 0 = picked for the
     # machine (see voxrelay.cloud.parallelism: one single-threaded worker per core, up to 4).
     inference_workers: int = 0
@@ -114,6 +117,10 @@ class ServerSettings:
             raise InvalidArgument(f"port: {self.port} is not a TCP port (0..65535; 0 picks a free one)")
         if not 1 <= self.beam_size <= 10:
             raise InvalidArgument(f"beam_size: {self.beam_size} is out of range (1..10)")
+        if self.temperature is not None:
+            from voxrelay.cloud.backends.base import check_temperatures
+
+            check_temperatures("temperature", self.temperature)
         if self.inference_workers < 0 or self.cpu_threads < 0:
             raise InvalidArgument(
                 f"workers and cpu_threads: {self.inference_workers} and {self.cpu_threads} must be 0 "

@@ -103,6 +103,7 @@ def decode_options(
         word_timestamps=options.word_timestamps,
         initial_prompt=options.initial_prompt or None,
         hotwords=options.hotwords or None,
+        temperature=settings.temperature,
     )
 
 

@@ -20,6 +20,8 @@ from voxrelay.quality.evaluate import build_report
 from voxrelay.quality.manifest import Manifest, read_manifest
 from voxrelay.quality.runner import EvalSettings, FileRun, run_file
 
+REPORT_NAME = "report.json"
+
 
 async def _model_info(stub: pb_grpc.RecognizerStub, settings: UplinkSettings) -> pb.ModelInfo:
     try:
@@ -142,7 +144,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from voxrelay.edge.agent import DEFAULT_VAD, VADS
 
     p.add_argument("manifest", metavar="MANIFEST.jsonl", help="labelled files (the ../shared/data/speech format)")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT.json", help="where the JSON report goes")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "-o", "--output-dir", metavar="DIR", help="write the JSON report to DIR/report.json (DIR is created)"
+    )
+    where.add_argument("--report", metavar="REPORT.json", help="write the JSON report to this file instead")
     p.add_argument("--plots", metavar="DIR", help="also write PNG charts into DIR")
     p.add_argument(
         "--calibration-out",
@@ -164,7 +170,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="leave frames this close to a labelled boundary out of the VAD scores (default 0)",
     )
-    p.add_argument("--backend", default="faster-whisper", help="embedded recognizer backend (default %(default)s)")
 
 
 def check_dependencies(plots: bool) -> None:
@@ -184,8 +189,18 @@ def prepare(args: argparse.Namespace) -> tuple[Manifest, EvalSettings]:
     """Check the options and the dependencies and read the manifest (all before any model loads)."""
     from voxrelay.edge.agent import VadSettings
 
-    if Path(args.output).is_dir():
-        raise InvalidArgument(f"--output: {args.output!r} is a folder; give the path of the JSON report to write")
+    if args.output_dir is not None:
+        folder = Path(args.output_dir)
+        if folder.suffix == ".json" and not folder.is_dir():
+            raise InvalidArgument(
+                f"-o/--output-dir: {args.output_dir!r} looks like a file; -o names the folder of report.json "
+                f"(as in transcribe and batch); for a file give --report {args.output_dir}"
+            )
+        if folder.exists() and not folder.is_dir():
+            raise InvalidArgument(f"-o/--output-dir: {args.output_dir!r} is a file, not a folder")
+        args.report = str(folder / REPORT_NAME)
+    if Path(args.report).is_dir():
+        raise InvalidArgument(f"--report: {args.report!r} is a folder; give the path of the JSON report to write")
     if args.calibration_out and Path(args.calibration_out).is_dir():
         raise InvalidArgument(f"--calibration-out: {args.calibration_out!r} is a folder; give the path of a JSON file")
     check_dependencies(bool(args.plots))
@@ -208,12 +223,13 @@ async def run_prepared(
         model=None if embedded else args.model,
         beam_size=args.beam_size,
         word_timestamps=True,
+        task=args.task,
     )
     return await evaluate(
         manifest,
         uplink,
         settings,
-        output=args.output,
+        output=args.report,
         plots=args.plots,
         calibration_out=args.calibration_out,
         quiet=args.quiet,

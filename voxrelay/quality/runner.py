@@ -19,6 +19,7 @@ from voxrelay import SAMPLE_RATE
 from voxrelay.edge.agent import VadSettings, run_session
 from voxrelay.edge.capture.files import WavSource
 from voxrelay.edge.events import AudioBlock, SegmentClosed, SegmentEvent, SegmentOpened
+from voxrelay.edge.link.messages import wire_task
 from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings
 from voxrelay.edge.metrics import stage_breakdown
 from voxrelay.edge.results import SegmentResult
@@ -143,6 +144,7 @@ def _options(settings: UplinkSettings) -> pb.RecognitionOptions:
         word_timestamps=True,
         initial_prompt=settings.initial_prompt or "",
         hotwords=settings.hotwords or "",
+        task=wire_task(settings.task),
     )
 
 

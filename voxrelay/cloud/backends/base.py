@@ -12,6 +12,16 @@ from voxrelay.errors import InvalidArgument
 Task = Literal["transcribe", "translate"]
 
 
+def check_temperatures(field: str, value: float | tuple[float, ...]) -> None:
+    """A sampling temperature, or a non-empty list of them, each in 0..1."""
+    values = value if isinstance(value, tuple) else (value,)
+    if not values:
+        raise InvalidArgument(f"{field}: give at least one temperature (0..1)")
+    for t in values:
+        if not 0.0 <= t <= 1.0:
+            raise InvalidArgument(f"{field}: {t:g} is out of range (0..1)")
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """How to decode one segment. ``None`` language means detect it."""
@@ -22,8 +32,9 @@ class DecodeOptions:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
-    # One sampling temperature (no fallback); None = the backend's default (0, rising on failure).
-    temperature: float | None = None
+    # One sampling temperature (no fallback), or the temperatures to fall back through in order;
+    # None = the backend's default (0, 0.2, ... 1.0: rising while the decode looks unreliable).
+    temperature: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= 10:
@@ -32,8 +43,8 @@ class DecodeOptions:
             raise InvalidArgument(f"task: {self.task!r} is not one of transcribe, translate")
         if self.language is not None and not (2 <= len(self.language) <= 8 and self.language.isalpha()):
             raise InvalidArgument(f"language: {self.language!r} is not a language code such as 'en'")
-        if self.temperature is not None and not 0.0 <= self.temperature <= 1.0:
-            raise InvalidArgument(f"temperature: {self.temperature:g} is out of range (0..1)")
+        if self.temperature is not None:
+            check_temperatures("temperature", self.temperature)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ def session_config(
     word_timestamps: bool,
     initial_prompt: str | None,
     hotwords: str | None,
+    task: str = "transcribe",
 ) -> pb.StreamRequest:
     return pb.StreamRequest(
         config=pb.SessionConfig(
@@ -36,10 +37,16 @@ def session_config(
                 word_timestamps=word_timestamps,
                 initial_prompt=initial_prompt or "",
                 hotwords=hotwords or "",
+                task=wire_task(task),
             ),
             client=f"voxrelay-edge/{__version__}",
         )
     )
+
+
+def wire_task(task: str) -> pb.Task:
+    """The contract's Task for "translate"; "transcribe" is the default (unset)."""
+    return pb.TRANSLATE if task == "translate" else pb.TASK_UNSPECIFIED
 
 
 def start(segment_id: str, sequence: int, offset: float) -> pb.StreamRequest:

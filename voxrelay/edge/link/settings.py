@@ -25,6 +25,8 @@ class UplinkSettings:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
+    # "transcribe", or "translate" (to English; the server's model must be multilingual).
+    task: str = "transcribe"
     # Audio is sent in chunks of at most this many seconds (smaller at a segment's end).
     chunk_seconds: float = 0.1
     connect_timeout: float = 10.0
@@ -51,6 +53,8 @@ class UplinkSettings:
 
     def __post_init__(self) -> None:
         target = Target.parse(self.server)
+        if self.task not in ("transcribe", "translate"):
+            raise InvalidArgument(f"task: {self.task!r} is not one of transcribe, translate")
         if not self.device_id:
             raise InvalidArgument("device_id: must not be empty")
         if not 0.01 <= self.chunk_seconds <= 2.0:

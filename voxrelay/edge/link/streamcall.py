@@ -237,6 +237,7 @@ class StreamCall:
             word_timestamps=s.word_timestamps,
             initial_prompt=s.initial_prompt,
             hotwords=s.hotwords,
+            task=s.task,
         )
         try:
             await call.write(config)
