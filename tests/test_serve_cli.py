@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from tests.conftest import load_pcm16
+from tests.pki import make_pki
 from voxrelay.protos import SERVICE_NAME, pb, pb_grpc
 
 pytestmark = pytest.mark.slow
@@ -107,3 +108,40 @@ def test_serve_refuses_unknown_model_with_a_clear_message() -> None:
     )
     assert proc.returncode == 2  # a usage error, like --backend nope
     assert "no-such-model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_logs_what_it_runs_once_at_start(tmp_path: Path) -> None:
+    from voxrelay.cli import STARTUP_LOGGER
+    from voxrelay.cloud.server import STARTUP_LOGGER as SERVER_STARTUP_LOGGER
+
+    assert STARTUP_LOGGER == SERVER_STARTUP_LOGGER
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("0123456789abcdef0123456789abcdef kitchen\n")
+    pki = make_pki(tmp_path)
+    tls = ("--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-client-ca", str(pki.client_ca))
+    proc, address = start_serve("--auth-token-file", str(tokens), "--workers", "1", "--threads", "1", *tls)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pki.server_ca.read_bytes(),
+        private_key=pki.client.key.read_bytes(),
+        certificate_chain=pki.client.cert.read_bytes(),
+    )
+    with grpc.secure_channel(address, credentials) as channel:  # answering: its signal handlers are in place
+        token = (("authorization", "Bearer 0123456789abcdef0123456789abcdef"),)
+        pb_grpc.RecognizerStub(channel).GetInfo(pb.GetInfoRequest(), metadata=token, timeout=30)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = [line for line in err.splitlines() if " serving " in line]  # at the default log level
+    assert len(lines) == 1, err
+    line = lines[0]
+    for part in (
+        "INFO voxrelay.startup: serving tiny.en: tiny.en version ",
+        " on faster-whisper (cpu/int8",  # the compute type CTranslate2 chose for int8 on this CPU
+        "inference 1 worker(s) x 1 CPU thread(s), batches of up to 8",
+        "64 streams (16 per client)",
+        "60 s per segment",
+        "TLS on, mutual (client certificates)",
+        "device tokens on",
+        "admin tokens off",
+    ):
+        assert part in line, line

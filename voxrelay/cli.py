@@ -18,6 +18,7 @@ from voxrelay.errors import InvalidArgument, UnknownModel, VoxrelayError
 from voxrelay.review.cli import add_review_command
 
 USAGE_ERROR = 2
+STARTUP_LOGGER = "voxrelay.startup"  # voxrelay.cloud.server's; not imported here, the edge has no cloud side
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -352,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.quiet:  # what a server runs is said at the default level too
+        logging.getLogger(STARTUP_LOGGER).setLevel(min(level, logging.INFO))
     try:
         return int(args.run(args))
     except (InvalidArgument, UnknownModel) as err:

@@ -38,6 +38,9 @@ from voxrelay.review.metrics import ReviewCollector
 from voxrelay.review.page import ReviewPage
 
 log = logging.getLogger(__name__)
+# What a server runs, said once at start; the command line shows it at its default level.
+STARTUP_LOGGER = "voxrelay.startup"
+startup_log = logging.getLogger(STARTUP_LOGGER)
 
 
 def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
@@ -269,8 +272,40 @@ async def _serve(settings: ServerSettings) -> None:
         await _run(settings, CloudMetrics(registry), exporter)
 
 
+def describe(server: RecognizerServer) -> str:
+    """One line for an operator's log: the models, how inference runs, the limits, TLS and tokens."""
+    core = server.core
+    s = core.settings
+    engines = core.engines
+    stable = core.default_model
+    names = [stable, *(n for n in engines if n != stable)] if stable in engines else list(engines)
+    models = "; ".join(
+        f"{name}: {m.name} version {m.version} on {m.backend} ({m.compute})"
+        for name, m in ((n, engines[n].model) for n in names)
+    )
+    first = engines[names[0]] if names else None
+    inference = "no engine"
+    if first is not None:
+        threads = first.cpu_threads or "default"
+        inference = f"{first.workers} worker(s) x {threads} CPU thread(s), batches of up to {first.max_batch}"
+    limits = (
+        f"{s.max_concurrent_streams} streams ({s.max_client_streams} per client), {s.max_segment_seconds:g} s per "
+        f"segment, {s.max_queued_audio_seconds:g} s queued audio, {s.max_queued_work_seconds:g} s queued work "
+        f"({s.max_client_queued_work_seconds:g} s per client), {s.max_pending_segments} pending segments per stream, "
+        f"{s.max_connections} connections"
+    )
+    tls = "off" if s.tls_cert is None else ("on, mutual (client certificates)" if s.tls_client_ca else "on")
+    tokens = "off" if s.auth_token_file is None else "on"
+    admin = "on" if s.admin_token_file is not None else "off"
+    return (
+        f"serving {models}; inference {inference}; limits {limits}; TLS {tls}; device tokens {tokens}; "
+        f"admin tokens {admin}"
+    )
+
+
 async def _run(settings: ServerSettings, metrics: CloudMetrics, exporter: MetricsExporter | None) -> None:
     server, port = await create_server(settings, None, metrics)
+    startup_log.info("%s", describe(server))
     print(f"listening on {settings.host}:{port}", flush=True)
     if exporter is not None:
         print(f"metrics on http://{settings.host}:{exporter.port}/metrics", flush=True)
