@@ -239,7 +239,7 @@ def test_the_embedded_recognizer_runs_with_the_command_lines_compute_type_and_th
     import grpc
 
     from voxrelay.cli import build_parser
-    from voxrelay.cli_edge import embedded_options
+    from voxrelay.cli_recognizer import embedded_options
     from voxrelay.embedded import embedded_recognizer
     from voxrelay.protos import pb, pb_grpc
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from voxrelay import __version__
 from voxrelay.cli_deploy import add_deploy_command, add_serve_rollout_arguments
-from voxrelay.cli_edge import add_edge_commands, temperatures
+from voxrelay.cli_edge import add_edge_commands
 from voxrelay.cli_monitor import add_monitor_commands
+from voxrelay.cli_recognizer import temperatures
 from voxrelay.errors import InvalidArgument, UnknownModel, VoxrelayError
 from voxrelay.review.cli import add_review_command
 
