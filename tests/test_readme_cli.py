@@ -96,7 +96,7 @@ def test_every_flag_of_a_readme_example_exists() -> None:
     found = command_parsers()
     wrong = []
     for block in sh_blocks(README):
-        for line in block:
+        for line in "\n".join(block).replace("\\\n", " ").splitlines():  # continuation lines joined
             command = re.split(r"\s(?:#|\||&&|;)\s?", line.strip())[0]
             words = shlex.split(command, comments=True) if command.startswith("voxrelay ") else []
             path = ""
