@@ -124,12 +124,15 @@ def _edge_metrics(args: argparse.Namespace) -> Any:
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
+    from voxrelay.edge.capture.decoders import formats_read
+
     p = sub.add_parser(
         "transcribe",
-        help="transcribe WAV files",
-        description="Transcribe WAV files through VAD, segmenter and recognizer.",
+        help="transcribe audio files",
+        description="Transcribe audio files through VAD, segmenter and recognizer. Formats read: "
+        f"{formats_read()}; any rate and channel count.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files (any PCM layout, rate and channel count)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files (WAV, FLAC, Ogg, MP3, M4A, ...)")
     p.add_argument(
         "-o", "--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file (created) instead of stdout"
     )

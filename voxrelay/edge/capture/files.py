@@ -1,6 +1,7 @@
-"""Audio sources: a WAV (or any file libsndfile reads) as a stream of 16 kHz mono int16 blocks.
+"""Audio sources: an audio file (WAV, FLAC, Ogg, MP3, ...) as a stream of 16 kHz mono int16 blocks.
 
-:class:`WavSource` reads the file a block at a time (memory stays bounded on a two-hour recording),
+:class:`WavSource` reads the file a block at a time (memory stays bounded on a two-hour recording) with
+libsndfile, or PyAV for MP3 and what libsndfile does not read (see :mod:`voxrelay.edge.capture.decoders`),
 downmixes to mono by averaging the channels, resamples to 16 kHz with soxr's streaming resampler and
 converts to int16 with clipping. With ``pace`` it delivers blocks no faster than ``pace`` × real time,
 as a microphone would, against ``time.monotonic()`` deadlines (no drift over long files).
@@ -15,13 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from voxrelay import SAMPLE_RATE
+from voxrelay.edge.capture.decoders import AudioInfo, open_info, read_chunks
 from voxrelay.edge.events import AudioBlock
-from voxrelay.errors import AudioError, InvalidArgument, MissingDependency
+from voxrelay.errors import AudioError, InvalidArgument
 
 _READ_SECONDS = 0.5
 """How much source audio is read from the file at a time, at least (blocks are cut from it)."""
@@ -32,32 +33,6 @@ LIVE_BLOCK_SECONDS = 0.02
 FILE_BLOCK_SECONDS = 1.0
 """Default block duration without a pace: nobody waits on a block, so fewer, larger ones (any size
 segments the same; see :class:`voxrelay.edge.vad.speech.SpeechSegmenter`)."""
-
-_WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
-
-
-def _import_soundfile() -> Any:
-    try:
-        import soundfile
-    except ImportError as err:  # pragma: no cover - soundfile is part of the edge extra
-        raise MissingDependency("reading audio files", "soundfile", "edge") from err
-    return soundfile
-
-
-def _describe_unreadable(path: Path, head: bytes, reason: str) -> str:
-    """A one-line explanation of why libsndfile could not open ``path``."""
-    if head[:4] in _WAV_MAGIC and head[8:12] == b"WAVE":
-        return f"{path}: corrupt or unsupported WAV file ({reason})"
-    if head[:4] in _WAV_MAGIC:
-        return f"{path}: not a WAV file (a RIFF file, but of type {head[8:12]!r} rather than WAVE)"
-    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        what = "it looks like a text file"
-    else:
-        what = "the header is not RIFF/WAVE"
-    if path.suffix.lower() in (".wav", ".wave", ""):
-        return f"{path}: not a WAV file ({what})"
-    return f"{path}: not an audio file that can be read (not WAV, FLAC or OGG: {what})"
-
 
 _SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 
@@ -83,7 +58,7 @@ def _wav_promised_frames(path: Path, channels: int, subtype: str) -> int:
 
 
 class WavSource:
-    """A WAV file (or FLAC/OGG: whatever libsndfile reads) as 16 kHz mono int16 :class:`AudioBlock` s.
+    """An audio file (WAV, FLAC, Ogg, MP3; with PyAV whatever FFmpeg decodes) as 16 kHz mono int16 blocks.
 
     ``pace``: None delivers blocks as fast as they can be read; 1.0 in real time; X at X times real
     time. ``block_seconds``: duration of each block (the last one may be shorter); by default
@@ -105,18 +80,18 @@ class WavSource:
         self.pace = None if pace is None else float(pace)
         self.block_seconds = float(block_seconds)
         self.block_samples = max(1, round(block_seconds * SAMPLE_RATE))
-        info = self._open_info()
-        self.sample_rate: int = int(info.samplerate)
-        self.channels: int = int(info.channels)
-        self.frames: int = int(info.frames)
-        self.subtype: str = str(info.subtype)
+        self.info: AudioInfo = self._open_info()
+        self.sample_rate: int = self.info.sample_rate
+        self.channels: int = self.info.channels
+        self.frames: int = self.info.frames
+        self.subtype: str = self.info.subtype
         self.duration: float = self.frames / self.sample_rate
         """Duration in seconds, of the audio the file holds."""
         promised = _wav_promised_frames(self.path, self.channels, self.subtype)
         self.missing_seconds: float = max(0, promised - self.frames) / self.sample_rate if promised else 0.0
         """Audio a WAV header promises that the file does not hold (a truncated copy), in seconds."""
 
-    def _open_info(self) -> Any:
+    def _open_info(self) -> AudioInfo:
         path = self.path
         if not path.exists():
             raise AudioError(f"{path}: no such file")
@@ -129,14 +104,9 @@ class WavSource:
             raise AudioError(f"{path}: cannot be read ({err.strerror or err})") from err
         if not head:
             raise AudioError(f"{path}: file is empty (0 bytes)")
-        soundfile = _import_soundfile()
-        try:
-            info = soundfile.info(str(path))
-        except (RuntimeError, ValueError, TypeError) as err:
-            reason = str(err).split(": ", 1)[-1].strip() or type(err).__name__
-            raise AudioError(_describe_unreadable(path, head, reason)) from err
-        if info.samplerate <= 0 or info.channels <= 0:
-            raise AudioError(f"{path}: corrupt header ({info.samplerate} Hz, {info.channels} channels)")
+        info = open_info(path, head)
+        if info.sample_rate <= 0 or info.channels <= 0:
+            raise AudioError(f"{path}: corrupt header ({info.sample_rate} Hz, {info.channels} channels)")
         if info.frames <= 0:
             size = path.stat().st_size
             if size > 1024:
@@ -187,27 +157,22 @@ class WavSource:
 
     def _resampled(self) -> Iterator[np.ndarray]:
         """Mono 16 kHz int16 chunks of varying length, read incrementally."""
-        soundfile = _import_soundfile()
         resampler = None
         if self.sample_rate != SAMPLE_RATE:
             import soxr
 
             resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         read_frames = max(1, round(max(_READ_SECONDS, self.block_seconds) * self.sample_rate))
-        try:
-            with soundfile.SoundFile(str(self.path)) as f:
-                while True:
-                    data = f.read(read_frames, dtype="float32", always_2d=True)
-                    last = data.shape[0] < read_frames
-                    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-                    if resampler is not None:
-                        mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
-                    if mono.shape[0]:
-                        yield _to_int16(mono)
-                    if last:
-                        break
-        except (RuntimeError, ValueError) as err:
-            raise AudioError(f"{self.path}: cannot decode the audio ({err})") from err
+        chunks = read_chunks(self.path, self.info, read_frames)
+        data = next(chunks, None)
+        while data is not None:
+            following = next(chunks, None)  # one ahead: the resampler is told which chunk is the last
+            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            if resampler is not None:
+                mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=following is None)
+            if mono.shape[0]:
+                yield _to_int16(mono)
+            data = following
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
