@@ -119,3 +119,25 @@ def test_ray_batch_survives_a_killed_worker(
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert [f["status"] for f in json.loads((out / "summary.json").read_text())["files"]] == ["skipped"] * len(inputs)
+
+
+def test_ray_batch_records_truncated_files_reads_mp3_and_counts_files_left_out(
+    cluster: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    from tests.test_compressed_inputs import SAMPLE, encode
+
+    folder = tmp_path / "in"
+    encode(folder / "talk.mp3")
+    (folder / "cut.wav").write_bytes(SAMPLE.read_bytes()[:290000])
+    (folder / "notes.txt").write_text("not audio\n")
+    out = tmp_path / "out"
+    proc = batch([folder], out, "--ray", cluster[0], "--ray-workers", "1")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "mpg123" not in err, err
+    summary = json.loads((out / "summary.json").read_text())
+    records = {Path(f["input"]).name: f for f in summary["files"]}
+    assert records["cut.wav"]["truncated"] is True and records["cut.wav"]["missing_seconds"] > 1
+    assert records["talk.mp3"]["status"] == "ok" and "truncated" not in records["talk.mp3"]
+    assert "quick brown fox" in json.loads((out / "talk.json").read_text())["text"].lower()
+    assert summary["skipped_by_extension"] == {"count": 1, "extensions": {".txt": 1}}

@@ -143,15 +143,18 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:
     from voxrelay.batch.run import DEFAULT_JOBS, MAX_JOBS
+    from voxrelay.edge.capture.decoders import formats_read, readable_suffixes
 
     p = sub.add_parser(
         "batch",
-        help="transcribe folders of WAV files offline, resumably",
-        description="Transcribe WAV files, folders (searched recursively for *.wav) and globs into "
-        "DIR, several files at once. A rerun skips files whose output is complete; Ctrl-C keeps what "
-        "finished. DIR/summary.json lists every input with its status.",
+        help="transcribe folders of audio files offline, resumably",
+        description="Transcribe audio files, folders (searched recursively for "
+        f"{' '.join(readable_suffixes())}) and globs into DIR, several files at once. Formats read: "
+        f"{formats_read()}. Other files in the folders are left out and counted in the summary. A rerun "
+        "skips files whose output is complete; Ctrl-C keeps what finished. DIR/summary.json lists every "
+        "input with its status.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WAV files, folders or globs ('rec/**/*.wav')")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or globs ('rec/**/*.mp3')")
     p.add_argument("-o", "--output-dir", metavar="DIR", required=True, help="where outputs go (created)")
     p.add_argument(
         "--jobs",

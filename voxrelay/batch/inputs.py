@@ -1,19 +1,23 @@
 """Which files a batch transcribes and where each one's output goes.
 
-An input is a file, a directory (searched recursively for the ``AUDIO_SUFFIXES``) or a glob. A file given directly
-goes to ``<stem><suffix>`` in the output directory; a file found in a directory or by a glob keeps
-its path relative to that directory (for a glob: the part of the pattern before its first wildcard).
+An input is a file, a directory (searched recursively for the extensions of every format the reader
+decodes, :func:`~voxrelay.edge.capture.decoders.readable_suffixes`) or a glob. A file given directly is
+tried whatever its name; files found in a directory or by a glob with another extension are skipped and
+counted by extension. A file given directly goes to ``<stem><suffix>`` in the output directory; a file
+found in a directory or by a glob keeps its path relative to that directory (for a glob: the part of the
+pattern before its first wildcard).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga")
+from voxrelay.edge.capture.decoders import readable_suffixes
 
 
 @dataclass(frozen=True)
@@ -33,17 +37,39 @@ class BatchInput:
         return output_dir / self.relative.with_name(self.relative.name + suffix)
 
 
-def _is_audio(path: Path) -> bool:
-    # Dot-files are skipped: ``._x.wav`` next to ``x.wav`` is macOS metadata, not audio.
-    return path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".") and path.is_file()
+@dataclass
+class InputScan:
+    """The inputs found, and the files of folders and globs left out for their extension (``.txt``: 3)."""
+
+    items: list[BatchInput] = field(default_factory=list)
+    skipped_by_extension: Counter[str] = field(default_factory=Counter)
 
 
-def _under(base: Path) -> list[Path]:
-    found: list[Path] = []
-    for root, dirs, files in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(p for p in (Path(root) / f for f in sorted(files)) if _is_audio(p))
-    return found
+class _Finder:
+    """Walks folders and globs, keeping audio files and counting the others by extension."""
+
+    def __init__(self) -> None:
+        self.suffixes = readable_suffixes()
+        self.skipped: Counter[str] = Counter()
+        self._skipped_paths: set[Path] = set()  # a folder given twice counts its files once
+
+    def keep(self, path: Path) -> bool:
+        # Dot-files are left out, not counted: ``._x.wav`` next to ``x.wav`` is macOS metadata, not audio.
+        if path.name.startswith(".") or not path.is_file():
+            return False
+        if path.suffix.lower() in self.suffixes:
+            return True
+        if (key := path.resolve()) not in self._skipped_paths:
+            self._skipped_paths.add(key)
+            self.skipped[path.suffix.lower() or "(none)"] += 1
+        return False
+
+    def under(self, base: Path) -> list[Path]:
+        found: list[Path] = []
+        for root, dirs, files in os.walk(base):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found.extend(p for p in (Path(root) / f for f in sorted(files)) if self.keep(p))
+        return found
 
 
 def _glob_base(pattern: str) -> Path:
@@ -57,13 +83,23 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _expand(arg: str) -> tuple[list[BatchInput], str | None]:
+def _left_out(skipped: Counter[str]) -> str:
+    if not skipped:
+        return ""
+    return f" ({sum(skipped.values())} other file(s) left out by extension: {', '.join(sorted(skipped))})"
+
+
+def _expand(arg: str, finder: _Finder) -> tuple[list[BatchInput], str | None]:
     """The inputs named by one argument, or the problem with it."""
     path = Path(arg)
+    before = finder.skipped.copy()
     if path.is_dir():
-        files = _under(path)
+        files = finder.under(path)
         if not files:
-            return [], f"{arg}: no audio files ({' '.join(AUDIO_SUFFIXES)}) in this folder or below it"
+            return [], (
+                f"{arg}: no audio files ({' '.join(finder.suffixes)}) in this folder or below it"
+                + _left_out(finder.skipped - before)
+            )
         return [BatchInput(f, str(f), f.relative_to(path).with_suffix("")) for f in files], None
     if path.exists() or not glob.has_magic(arg):
         # A missing or unreadable file is tried anyway: opening it gives the precise error.
@@ -72,24 +108,33 @@ def _expand(arg: str) -> tuple[list[BatchInput], str | None]:
     items = []
     for match in sorted(glob.glob(arg, recursive=True)):
         found = Path(match)
-        for f in _under(found) if found.is_dir() else [found] if found.is_file() else []:
+        for f in finder.under(found) if found.is_dir() else [found] if finder.keep(found) else []:
             items.append(BatchInput(f, str(f), f.relative_to(base).with_suffix("")))
     if not items:
-        return [], f"{arg}: the pattern matches no file"
+        left_out = finder.skipped - before
+        if not left_out:
+            return [], f"{arg}: the pattern matches no file"
+        return [], f"{arg}: the pattern matches no audio file" + _left_out(left_out)
     return items, None
 
 
 def find_inputs(args: Sequence[str], suffix: str) -> list[BatchInput]:
+    """The inputs of :func:`scan_inputs`."""
+    return scan_inputs(args, suffix).items
+
+
+def scan_inputs(args: Sequence[str], suffix: str) -> InputScan:
     """Expand ``args`` into inputs, in order, each file once; problems become inputs with ``problem`` set.
 
     ``suffix`` is the output format's: two inputs whose outputs would be the same file are refused
     (the second one) instead of overwriting each other.
     """
+    finder = _Finder()
     items: list[BatchInput] = []
     seen: set[Path] = set()
     outputs: dict[str, str] = {}
     for arg in args:
-        expanded, problem = _expand(arg)
+        expanded, problem = _expand(arg, finder)
         if problem is not None:
             items.append(BatchInput(Path(arg), arg, PurePath(), problem))
             continue
@@ -110,4 +155,4 @@ def find_inputs(args: Sequence[str], suffix: str) -> list[BatchInput]:
                     "give their folder instead of the files, or run them into separate output folders",
                 )
             items.append(item)
-    return items
+    return InputScan(items, finder.skipped)

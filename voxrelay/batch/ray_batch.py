@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from voxrelay.batch.progress import PREFIX, make_reporter
-from voxrelay.batch.run import INTERRUPTED, BatchPlan, Job, final_line, finish_file
+from voxrelay.batch.run import INTERRUPTED, BatchPlan, Job, final_line, finish_file, report_left_out
 from voxrelay.batch.summary import BatchMetrics, FileRecord
 from voxrelay.batch.worker import FileDone, transcribe_file
 from voxrelay.edge.agent import VadSettings
@@ -263,6 +263,7 @@ async def run_batch_ray(
             batch_metrics.record(record)
         if record.status == "failed":
             reporter.message(f"{PREFIX}: {record.error}")
+    report_left_out(summary, reporter)
     summary.write()
     try:
         if plan.jobs:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from voxrelay.batch.inputs import BatchInput, find_inputs
+from voxrelay.batch.inputs import BatchInput, scan_inputs
 from voxrelay.batch.progress import PREFIX, Reporter, hours, make_reporter
 from voxrelay.batch.summary import (
     BATCH_SUFFIXES,
@@ -31,6 +31,7 @@ from voxrelay.batch.summary import (
 )
 from voxrelay.batch.worker import FileDone, transcribe_file
 from voxrelay.edge.agent import VadSettings
+from voxrelay.edge.capture.decoders import formats_read
 from voxrelay.edge.capture.files import WavSource
 from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.edge.metrics import EdgeMetrics
@@ -106,13 +107,15 @@ class BatchPlan:
 
 def plan_batch(inputs: Sequence[str], settings: BatchSettings) -> BatchPlan:
     """Find the inputs, skip those whose output exists (unless overwriting), open the rest's headers."""
-    items = find_inputs(inputs, settings.suffix)
+    scan = scan_inputs(inputs, settings.suffix)
+    items = scan.items
     output_dir = Path(settings.output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise VoxrelayError(f"--output-dir: cannot create {output_dir}: {err.strerror or err}") from err
     plan = BatchPlan(settings, Summary(output_dir, [item.label for item in items]))
+    plan.summary.skipped_by_extension = dict(scan.skipped_by_extension)
     for index, item in enumerate(items):
         if item.problem is not None:
             plan.summary.add(index, FileRecord(item.label, "failed", error=item.problem))
@@ -248,6 +251,7 @@ async def run_batch(
     skipped = summary.count("skipped")
     if skipped and not quiet:
         reporter.info(f"{PREFIX}: {skipped} file(s) already done, skipped (--overwrite redoes them)")
+    report_left_out(summary, reporter)
     summary.write()
     try:
         if plan.jobs:
@@ -296,6 +300,17 @@ async def _run_interruptibly(run: BatchRun) -> None:
             loop.remove_signal_handler(sig)
 
 
+def report_left_out(summary: Summary, reporter: Reporter) -> None:
+    """An information line on the files of the input folders left out for their extension."""
+    by_extension = summary.skipped_by_extension
+    if by_extension:
+        counts = ", ".join(f"{ext} {n}" for ext, n in sorted(by_extension.items()))
+        reporter.info(
+            f"{PREFIX}: {sum(by_extension.values())} file(s) in the inputs left out by extension ({counts}); "
+            f"formats read: {formats_read()}"
+        )
+
+
 def final_line(summary: Summary) -> str:
     t = summary.totals()
     parts = [f"{t['ok']} ok", f"{t['skipped']} skipped", f"{t['failed']} failed"]
@@ -307,4 +322,12 @@ def final_line(summary: Summary) -> str:
     )
 
 
-__all__ = ["DEFAULT_JOBS", "BatchPlan", "BatchSettings", "embedded_workers", "plan_batch", "run_batch"]
+__all__ = [
+    "DEFAULT_JOBS",
+    "BatchPlan",
+    "BatchSettings",
+    "embedded_workers",
+    "plan_batch",
+    "report_left_out",
+    "run_batch",
+]

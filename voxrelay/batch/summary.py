@@ -125,6 +125,8 @@ class Summary:
         self.began = time.perf_counter()
         self.interrupted = False
         self.error: str | None = None
+        self.skipped_by_extension: dict[str, int] = {}
+        """Files of the input folders and globs left out for their extension, by extension."""
 
     def add(self, index: int, record: FileRecord) -> None:
         self.records[index] = record
@@ -161,6 +163,10 @@ class Summary:
             "totals": self.totals(),
             "complete": len(self.records) == len(self.inputs) and self.error is None,
             "interrupted": self.interrupted,
+            "skipped_by_extension": {
+                "count": sum(self.skipped_by_extension.values()),
+                "extensions": dict(sorted(self.skipped_by_extension.items())),
+            },
         }
         if self.error is not None:
             data["error"] = self.error
