@@ -141,4 +141,14 @@ def test_the_edge_shows_its_stages_as_folders() -> None:
         assert doc and len(doc) > 80, f"edge/{stage}/__init__.py needs a docstring saying what it is"
     # Nothing of a stage is left loose beside the stages.
     loose = {p.stem for p in edge.glob("*.py")} - {"__init__"}
-    assert loose <= {"agent", "events", "metrics", "observe", "results", "resume", "sinks", "transcribe"}, loose
+    assert loose <= {
+        "agent",
+        "events",
+        "interrupt",
+        "metrics",
+        "observe",
+        "results",
+        "resume",
+        "sinks",
+        "transcribe",
+    }, loose

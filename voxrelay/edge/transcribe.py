@@ -12,19 +12,24 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from voxrelay.edge.agent import VadSettings, run_session
 from voxrelay.edge.capture.files import WavSource
+from voxrelay.edge.interrupt import Interruption
 from voxrelay.edge.link.metrics import watch_link
 from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.observe import SessionObserver
+from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink
 from voxrelay.errors import AudioError, VoxrelayError
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 
 
 def default_device_id() -> str:
@@ -44,6 +49,18 @@ class FileOutcome:
     ok: bool
     segments: int = 0
     error: str | None = None
+    interrupted: bool = False
+    """Ctrl-C or SIGTERM stopped it: the output holds the results delivered until then."""
+    heard: float = 0.0
+    """Seconds of the file its delivered results reach (the end of the last one)."""
+    duration: float = 0.0
+
+
+@dataclass
+class _Delivered:
+    segments: int = 0
+    heard: float = 0.0
+    failed: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -74,12 +91,16 @@ async def transcribe_file(
     headers: bool = False,
     observer: SessionObserver | None = None,
     replay_delivered: bool = False,
+    interruption: Interruption | None = None,
 ) -> FileOutcome:
     """Transcribe one file into ``out``; an unreadable file or a failed segment is reported, not raised.
 
     A file whose interrupted session is in the uplink's spool is resumed (see voxrelay.edge.resume);
     ``replay_delivered`` writes the results that session already delivered into ``out`` first.
+    With ``interruption``, a signal stops the file (see voxrelay.edge.interrupt): the outcome says
+    ``interrupted``, and ``out`` holds what was delivered.
     """
+    interruption = interruption or Interruption(finish_in_flight=pace is not None)
     try:
         source = WavSource(path, pace=pace)
     except AudioError as err:
@@ -96,23 +117,30 @@ async def transcribe_file(
         blocks = paced_from(WavSource(path, block_seconds=source.block_seconds).blocks(), pace, plan.resume_offset)
     sink = make_sink(fmt, out, headers=headers)
     sink.begin(path)
-    segments, failed = 0, []
-    for result in plan.delivered if replay_delivered else ():
-        segments += 1
+    done = _Delivered()
+
+    def deliver(result: SegmentResult) -> None:
+        done.segments += 1
+        done.heard = max(done.heard, min(result.end, source.duration))
         sink.write(result)
-    try:
-        async for result in run_session(uplink, plan.session_id, blocks, vad, observer=observer):
-            segments += 1
+
+    for result in plan.delivered if replay_delivered else ():
+        deliver(result)
+
+    async def session() -> None:
+        async for result in run_session(uplink, plan.session_id, interruption.blocks(blocks), vad, observer=observer):
             if result.error:
-                failed.append(f"segment at {result.start:.2f} s: {result.error}")
-            sink.write(result)
+                done.failed.append(f"segment at {result.start:.2f} s: {result.error}")
+            deliver(result)
+
+    try:
+        _, interrupted = await interruption.run(session())
     except AudioError as err:
-        return FileOutcome(path, ok=False, segments=segments, error=err.message)
+        return FileOutcome(path, ok=False, segments=done.segments, error=err.message)
     finally:
         sink.end()
-    if failed:
-        return FileOutcome(path, ok=False, segments=segments, error="; ".join(failed))
-    return FileOutcome(path, ok=True, segments=segments)
+    error = "; ".join(done.failed) or None
+    return FileOutcome(path, not error, done.segments, error, interrupted, done.heard, source.duration)
 
 
 async def transcribe(
@@ -127,50 +155,92 @@ async def transcribe(
     stderr: TextIO | None = None,
     metrics: EdgeMetrics | None = None,
 ) -> int:
-    """Transcribe ``paths`` one after another; exit status 0 if all succeeded, 1 if some failed."""
+    """Transcribe ``paths`` one after another; exit status 0 if all succeeded, 1 if some failed, 130 if
+    interrupted (Ctrl-C, SIGTERM: the results delivered until then are written, and said to be partial)."""
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     failures = 0
+    interruption = Interruption(finish_in_flight=pace is not None)
+    left: Sequence[str] = ()
     try:
-        async with open_uplink(settings) as uplink:
-            if metrics is not None:
-                watch_link(metrics.registry, uplink.spool, uplink.stats)
-            for other in unfinished_elsewhere(uplink.spool, paths):
-                print(
-                    f"voxrelay transcribe: the spool holds an unfinished session of {other.label} "
-                    f"({other.pending} segment(s) waiting); transcribe it with the same --spool-dir to finish it",
-                    file=stderr,
-                )
-            for path in paths:
-                observer = metrics.session(vad.vad) if metrics is not None else None
-                if output_dir:
-                    target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt])
-                    with atomic_text(target) as f:
-                        outcome = await transcribe_file(
-                            uplink, path, fmt=fmt, vad=vad, pace=pace, out=f, observer=observer, replay_delivered=True
-                        )
-                    if not outcome.ok and outcome.segments == 0:
-                        target.unlink(missing_ok=True)
-                else:
-                    outcome = await transcribe_file(
-                        uplink,
-                        path,
-                        fmt=fmt,
-                        vad=vad,
-                        pace=pace,
-                        out=stdout,
-                        headers=len(paths) > 1,
-                        observer=observer,
+        with interruption.installed():
+            async with open_uplink(settings) as uplink:
+                if metrics is not None:
+                    watch_link(metrics.registry, uplink.spool, uplink.stats)
+                for other in unfinished_elsewhere(uplink.spool, paths):
+                    print(
+                        f"voxrelay transcribe: the spool holds an unfinished session of {other.label} "
+                        f"({other.pending} segment(s) waiting); transcribe it with the same --spool-dir to finish it",
+                        file=stderr,
                     )
-                if not outcome.ok:
-                    failures += 1
-                    named = outcome.error and outcome.error.startswith(path)
-                    print(f"voxrelay transcribe: {outcome.error if named else f'{path}: {outcome.error}'}", file=stderr)
+                for index, path in enumerate(paths):
+                    if interruption.requested:
+                        left = paths[index:]
+                        break
+                    observer = metrics.session(vad.vad) if metrics is not None else None
+                    target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt]) if output_dir else None
+                    if target is not None:
+                        with atomic_text(target) as f:
+                            outcome = await transcribe_file(
+                                uplink,
+                                path,
+                                fmt=fmt,
+                                vad=vad,
+                                pace=pace,
+                                out=f,
+                                observer=observer,
+                                replay_delivered=True,
+                                interruption=interruption,
+                            )
+                        if (not outcome.ok or outcome.interrupted) and outcome.segments == 0:
+                            target.unlink(missing_ok=True)
+                    else:
+                        outcome = await transcribe_file(
+                            uplink,
+                            path,
+                            fmt=fmt,
+                            vad=vad,
+                            pace=pace,
+                            out=stdout,
+                            headers=len(paths) > 1,
+                            observer=observer,
+                            interruption=interruption,
+                        )
+                    if not outcome.ok:
+                        failures += 1
+                        named = outcome.error and outcome.error.startswith(path)
+                        print(
+                            f"voxrelay transcribe: {outcome.error if named else f'{path}: {outcome.error}'}",
+                            file=stderr,
+                        )
+                    if outcome.interrupted:
+                        print(f"voxrelay transcribe: interrupted: {_partial(outcome, target)}", file=stderr)
+                        left = paths[index + 1 :]
+                        break
     except UplinkError as err:
         print(f"voxrelay transcribe: {err.message}", file=stderr)
         return 1
+    except asyncio.CancelledError:
+        if not interruption.requested:
+            raise
+        print("voxrelay transcribe: interrupted", file=stderr)
+        return INTERRUPTED
+    if interruption.requested:
+        if left:
+            print(f"voxrelay transcribe: interrupted: not transcribed: {', '.join(left)}", file=stderr)
+        return INTERRUPTED
     return 1 if failures else 0
+
+
+def _partial(outcome: FileOutcome, target: Path | None) -> str:
+    """What an interrupted file's output holds, in words."""
+    where = f"up to {outcome.heard:.1f} s of {outcome.duration:.1f} s"
+    if target is None:
+        return f"the transcript of {outcome.path} above is partial ({outcome.segments} result(s), {where})"
+    if outcome.segments == 0:
+        return f"no result of {outcome.path} was delivered; nothing written"
+    return f"{target} is partial ({outcome.segments} result(s) of {outcome.path}, {where})"
 
 
 async def listen(
