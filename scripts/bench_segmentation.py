@@ -1,0 +1,805 @@
+#!/usr/bin/env python3
+"""Segmentation benchmark: the edge's VAD + segmenter on the dev set and on audio made unlike it.
+
+    python scripts/bench_segmentation.py                 # full run (about 15 min on 2 cores)
+    python scripts/bench_segmentation.py --quick         # 6 utterances, every condition (a few minutes)
+    python scripts/bench_segmentation.py --set hangover_seconds=0.5 --systems current,old --json out.json
+
+Groups of files (rows of the table):
+
+- ``dev``: the English utterances of the dev set with a human reference (``asr/``), each file on its
+  own, for WER and latency; VAD frame scores, segment lengths and pauses on the labelled files (every
+  manifest row with ``speech``: ``vad/`` and ``constructed/vad_bench_dev.wav``).
+- ``turn-taking``: the same utterances, cut to their labelled speech (± 50 ms, 5 ms fades), shuffled
+  and concatenated with pauses of 0.3-1.2 s (speech end to next speech start; one drawn uniformly in
+  each of as many equal bins of that range as there are pauses, so the range is covered), 1 s
+  of silence before the first and 3 s after the last.
+- ``far-field``: ``turn-taking`` with each utterance attenuated by 20-35 dB (drawn per utterance),
+  ``reverb 50 50 100`` over the whole file and room noise (sox ``synth brownnoise`` + ``pinknoise``)
+  mixed in at -65 dBFS RMS.
+- ``telephone``: ``turn-taking`` band-limited with ``sinc 300-3400`` and resampled to 8 kHz (the edge
+  resamples it back to 16 kHz, as it would a phone recording).
+- ``fast``: each utterance at twice its speed (``tempo -s 2.0``), with the same pauses.
+
+Constructed audio is made with sox into ``--cache`` (outside the repository), reproducibly: one plan
+(order, pauses, attenuations) drawn with ``random.Random(--seed)`` serves every condition, sox runs with
+``-R`` (repeatable noise and dither), and a file is rebuilt only when its plan changes. Labels come
+from where each utterance was placed: its speech span in its source file is the dev set's label (the
+``utterances`` of ``constructed/vad_bench_dev.wav``: energy onsets/offsets checked by eye) where one
+exists, else an energy trim of the file (10 ms RMS above max(peak - 30 dB, 10th percentile + 15 dB,
+-55 dBFS)); the table's footer says which were used. Under ``fast`` the span is scaled by the clip's
+measured length ratio. The reference transcript of a concatenation is its utterances' references
+joined in playback order.
+
+Systems (columns per group):
+
+- ``current``: voxrelay with today's ``SegmenterSettings()`` (and ``--set`` overrides);
+- ``old``: voxrelay with the segmenter values before endpointing changed (:data:`OLD_SEGMENTER`:
+  hangover 1.8 s; a field added since keeps its default);
+- ``fw``: faster-whisper ``transcribe(vad_filter=True)`` with its default ``VadOptions``;
+- ``fw300``: the same with ``min_silence_duration_ms=300``.
+
+Figures:
+
+- *WER alone*: the recognizer (tiny.en int8, beam 5, through voxrelay's ``Recognize``) on each whole
+  utterance (its clip in that group's audio), the same model every system uses; shown in every row.
+- *WER e2e*: voxrelay: the file through VAD, segmenter, uplink and the embedded recognizer
+  (``run_session``, the path of ``voxrelay transcribe``), the results' texts joined; faster-whisper:
+  its ``transcribe(vad_filter=True)`` on the whole file. Pooled WER (Whisper's English normaliser,
+  ``jiwer``) of the joined hypothesis against the joined references.
+- *VAD P/R/F1*: 10 ms frames of the segments sent (voxrelay, pre- and post-roll included) or of
+  ``get_speech_timestamps`` (faster-whisper) against the labelled speech, no collar
+  (``voxrelay.quality.vadscore``), pooled over the group's labelled files.
+- *segment p50/p95/max*: lengths of those segments, in seconds.
+- *bridged >= 1 s*: of the pauses of at least 1 s between labelled speech regions, how many lie wholly
+  inside one segment.
+- *EoS -> result p50/p95*, voxrelay only, per utterance: true end of speech to its final result as a
+  user streaming at real time would wait, computed without waiting in real time. Files are read
+  unpaced in 20 ms blocks (the live block size) followed by 3 s of digital silence (a live input goes
+  on after the speaker stops; without it the end of the file would close the segment early). Each
+  segment's *close* is the audio time of the end of the block after which the segmenter closed it
+  (hangover and VAD lag included). Segments go to the recognizer one at a time (``window=1``), so
+  each one meets an idle server, and *close -> result* is the wall time from the uplink taking the
+  segment's close to its result arriving. For an utterance whose labelled speech ends at ``t``, the
+  segment holding its end is the last one opened before ``t``, and its latency is
+  ``close - t + (close -> result)``. At real-time pace the audio up to the close has already been
+  streamed when the close comes, so this is what ``transcribe --pace 1.0`` waits, less the network
+  jitter of streaming. faster-whisper transcribes whole files, so it has no such figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import itertools
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from voxrelay import SAMPLE_RATE  # noqa: E402
+from voxrelay.edge.agent import DEFAULT_VAD, VADS, VadSettings, run_session  # noqa: E402
+from voxrelay.edge.capture.files import LIVE_BLOCK_SECONDS, WavSource  # noqa: E402
+from voxrelay.edge.events import AudioBlock, SegmentClosed, SegmentEvent, SegmentOpened  # noqa: E402
+from voxrelay.edge.link.uplink import Uplink, UplinkSettings, open_uplink  # noqa: E402
+from voxrelay.edge.results import SegmentResult  # noqa: E402
+from voxrelay.edge.transcribe import new_session_id  # noqa: E402
+from voxrelay.edge.vad.segmenter import SegmenterSettings  # noqa: E402
+from voxrelay.edge.vad.speech import SegmenterStats  # noqa: E402
+from voxrelay.quality.evaluate import percentile  # noqa: E402
+from voxrelay.quality.manifest import Entry, Utterance, read_manifest  # noqa: E402
+from voxrelay.quality.runner import read_audio, recognize_alone  # noqa: E402
+from voxrelay.quality.vadscore import score_vad, summarize  # noqa: E402
+from voxrelay.quality.wer import NO_ERRORS, WordErrors, word_errors  # noqa: E402
+
+DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"
+DEFAULT_CACHE = Path.home() / ".cache" / "voxrelay" / "bench_segmentation"
+SEED = 20261202
+CONDITIONS = ("turn-taking", "far-field", "telephone", "fast")
+SYSTEMS = ("current", "old", "fw", "fw300")
+BUILD_VERSION = 1  # bump when the way conditions are made changes
+PAUSES = (0.3, 1.2)  # seconds, speech end to next speech start
+ATTENUATION_DB = (20.0, 35.0)
+NOISE_DBFS = -65.0
+LEAD_SECONDS, TAIL_SECONDS = 1.0, 3.0
+MARGIN = 0.05  # audio kept around each utterance's labelled speech
+STREAM_TAIL_SECONDS = 3.0  # silence streamed after each file (latency)
+LONG_PAUSE = 1.0
+QUICK_IDS = (
+    "pocketsphinx_cards_002",
+    "ljspeech_LJ002-0020",
+    "picovoice_cheetah_test_en",
+    "pocketsphinx_goforward",
+    "librispeech_1272-128104-0000",
+    "pocketsphinx_cards_005",
+)
+OLD_SEGMENTER: dict[str, float] = {
+    "pre_roll_seconds": 0.6,
+    "min_speech_seconds": 0.15,
+    "hangover_seconds": 1.8,
+    "post_roll_seconds": 0.4,
+    "max_segment_seconds": 30.0,
+    "split_search_seconds": 4.0,
+}
+"""The segmenter's values before endpointing was changed (fields only; a newer field keeps its default)."""
+
+Regions = tuple[tuple[float, float], ...]
+
+
+class BenchError(Exception):
+    """Something the benchmark needs is missing (data, sox): one line for the user."""
+
+
+# -- the utterances and the audio made from them -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One dev utterance: its file, reference and labelled speech span in the file."""
+
+    id: str
+    text: str
+    path: Path
+    speech: tuple[float, float]
+    labels: str  # "dev labels" or "energy trim"
+
+
+def energy_trim(samples: np.ndarray) -> tuple[float, float]:
+    """Speech onset/offset of an utterance file: the dev set's energy rule (80 Hz high-pass, 10 ms RMS)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    x = samples.astype(np.float64) / 32768.0
+    x = sosfiltfilt(butter(4, 80, "highpass", fs=SAMPLE_RATE, output="sos"), x)
+    hop = SAMPLE_RATE // 100
+    frames = x[: x.shape[0] // hop * hop].reshape(-1, hop)
+    level = 10 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
+    threshold = max(level.max() - 30, np.percentile(level, 10) + 15, -55.0)
+    above = np.concatenate([[False], level > threshold, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(int)))
+    runs = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= 5]
+    if not runs:
+        return 0.0, samples.shape[0] / SAMPLE_RATE
+    return runs[0][0] / 100, runs[-1][1] / 100
+
+
+def dev_pieces(speech: Path) -> list[Piece]:
+    """The English single-utterance files of the dev set that have a human reference."""
+    rows = [json.loads(line) for line in (speech / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    labelled: dict[str, tuple[float, float]] = {}
+    for row in rows:
+        for u in row.get("utterances") or ():
+            offset = u["src_offset_s"] - u["clip_start"]
+            labelled[u["audio"]] = (round(u["start"] + offset, 3), round(u["end"] + offset, 3))
+    pieces = []
+    for row in rows:
+        if not (
+            row["audio"].startswith("asr/")
+            and row.get("language") == "en"
+            and row.get("text_kind") == "human_reference"
+            and isinstance(row.get("text"), str)
+        ):
+            continue
+        path = speech / row["audio"]
+        if row["audio"] in labelled:
+            pieces.append(Piece(row["id"], row["text"], path, labelled[row["audio"]], "dev labels"))
+        else:
+            pieces.append(Piece(row["id"], row["text"], path, energy_trim(read_samples(path)), "energy trim"))
+    return pieces
+
+
+def read_samples(path: Path) -> np.ndarray:
+    return read_audio(Entry(path.name, path))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Playback order, pauses after each utterance but the last, and per-utterance attenuation (dB)."""
+
+    pieces: tuple[Piece, ...]
+    pauses: tuple[float, ...]
+    attenuation: tuple[float, ...]
+
+    def key(self, condition: str) -> str:
+        what = [BUILD_VERSION, condition, [(p.id, p.speech) for p in self.pieces], self.pauses, self.attenuation]
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+
+
+def make_plan(pieces: Sequence[Piece], seed: int = SEED, pauses: Sequence[float] | None = None) -> Plan:
+    """Shuffle the utterances and draw the pauses and attenuations (``pauses`` given: in that order, as given)."""
+    rng = random.Random(seed)
+    order = list(pieces)
+    if pauses is None:
+        rng.shuffle(order)
+        # Stratified: one pause drawn in each of n - 1 equal bins of the range, in shuffled order, so that
+        # the whole range is covered however few utterances there are.
+        low, high = PAUSES
+        width = (high - low) / max(1, len(order) - 1)
+        pauses = [round(low + (k + rng.random()) * width, 2) for k in range(len(order) - 1)]
+        rng.shuffle(pauses)
+    if len(pauses) != len(order) - 1:
+        raise ValueError(f"{len(order)} utterances need {len(order) - 1} pauses, got {len(pauses)}")
+    attenuation = [round(rng.uniform(*ATTENUATION_DB), 1) for _ in order]
+    return Plan(tuple(order), tuple(pauses), tuple(attenuation))
+
+
+@dataclass(frozen=True)
+class BenchFile:
+    """One file of a group: what is scored on it.
+
+    ``utterances``: references with their clip in the file (start/end None: the whole file);
+    ``speech_ends``: the true end of speech of each; ``speech``: labelled speech regions for the VAD
+    scores and pauses (None: not scored); ``recognize``: False for files only the VAD is scored on.
+    """
+
+    name: str
+    path: Path
+    duration: float
+    utterances: tuple[Utterance, ...] = ()
+    speech_ends: tuple[float, ...] = ()
+    speech: Regions | None = None
+    recognize: bool = True
+
+
+def sox(*args: str | Path) -> None:
+    done = subprocess.run(["sox", "-R", "-V1", *map(str, args)], capture_output=True, text=True)
+    if done.returncode:
+        raise BenchError(f"sox {' '.join(map(str, args))}: {done.stderr.strip()}")
+
+
+def frames_of(path: Path) -> int:
+    return int(soundfile.info(str(path)).frames)
+
+
+def build_condition(condition: str, plan: Plan, cache: Path) -> BenchFile:
+    """Make (or reuse from ``cache``) the audio of one constructed condition and its labels."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}")
+    if shutil.which("sox") is None:
+        raise BenchError("sox is needed to make the constructed conditions (apt-get install sox)")
+    folder = cache / f"{condition}-{plan.key(condition)}"
+    wav, labels = folder / f"{condition}.wav", folder / "labels.json"
+    if not labels.is_file():
+        work = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        meta = _make(condition, plan, work)
+        (work / "labels.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        work.rename(folder)
+    meta = json.loads(labels.read_text())
+    return BenchFile(
+        name=condition,
+        path=wav,
+        duration=meta["duration"],
+        utterances=tuple(Utterance(u["id"], u["text"], "en", u["clip"][0], u["clip"][1]) for u in meta["utterances"]),
+        speech_ends=tuple(u["speech"][1] for u in meta["utterances"]),
+        speech=tuple((u["speech"][0], u["speech"][1]) for u in meta["utterances"]),
+    )
+
+
+def _make(condition: str, plan: Plan, work: Path) -> dict[str, Any]:
+    """sox the clips one by one, then the whole; the labels in seconds of the result."""
+    rate = SAMPLE_RATE
+    margin = round(MARGIN * rate)
+    clips: list[Path] = []
+    placed: list[dict[str, Any]] = []
+    heads, tails, lengths, spans = [], [], [], []
+    for i, piece in enumerate(plan.pieces):
+        total = frames_of(piece.path)
+        a = max(0, round(piece.speech[0] * rate) - margin)
+        b = min(total, round(piece.speech[1] * rate) + margin)
+        clip = work / f"clip{i:02d}.wav"
+        effects: list[str] = ["trim", f"{a}s", f"={b}s", "fade", "t", "80s", f"{b - a}s", "80s"]
+        if condition == "far-field":
+            effects += ["gain", f"-{plan.attenuation[i]}"]
+        if condition == "fast":
+            effects += ["tempo", "-s", "2.0"]
+        sox(piece.path, "-r", str(rate), "-c", "1", "-b", "16", clip, *effects)
+        n = frames_of(clip)
+        scale = n / (b - a)
+        start, end = (round(piece.speech[0] * rate) - a) * scale, (round(piece.speech[1] * rate) - a) * scale
+        heads.append(start)
+        tails.append(n - end)
+        lengths.append(n)
+        spans.append((start, end))
+        clips.append(clip)
+    position = round(LEAD_SECONDS * rate)
+    padded = []
+    for i, clip in enumerate(clips):
+        before = position if i == 0 else 0
+        after = (
+            round(TAIL_SECONDS * rate)
+            if i == len(clips) - 1
+            else max(0, round(plan.pauses[i] * rate - tails[i] - heads[i + 1]))
+        )
+        out = work / f"padded{i:02d}.wav"
+        sox(clip, out, "pad", f"{before}s", f"{after}s")
+        start = position
+        placed.append(
+            {
+                "id": plan.pieces[i].id,
+                "text": plan.pieces[i].text,
+                "labels": plan.pieces[i].labels,
+                "clip": [round(start / rate, 4), round((start + lengths[i]) / rate, 4)],
+                "speech": [round((start + spans[i][0]) / rate, 4), round((start + spans[i][1]) / rate, 4)],
+            }
+        )
+        position = start + lengths[i] + after
+        padded.append(out)
+    final = work / f"{condition}.wav"
+    joined = work / "joined.wav"
+    sox(*padded, joined)
+    if condition == "far-field":
+        wet = work / "wet.wav"
+        sox(joined, wet, "reverb", "50", "50", "100")
+        noise = work / "noise.wav"
+        sox("-n", "-r", str(rate), "-c", "1", "-b", "16", noise, "synth", f"{position}s", "brownnoise", "synth",
+            "pinknoise", "mix")  # fmt: skip
+        level = float(np.sqrt(np.mean((read_samples(noise).astype(np.float64) / 32768.0) ** 2)))
+        volume = 10 ** (NOISE_DBFS / 20) / level
+        sox("-m", "-v", "1", wet, "-v", f"{volume:.6f}", noise, final)
+    elif condition == "telephone":
+        sox("-G", joined, "-r", "8000", final, "sinc", "300-3400")
+    else:
+        joined.rename(final)
+    for f in work.glob("*.wav"):
+        if f != final:
+            f.unlink()
+    return {"condition": condition, "duration": round(position / rate, 4), "utterances": placed}
+
+
+def dev_files(speech: Path, pieces: Sequence[Piece]) -> list[BenchFile]:
+    """The dev group: each utterance file for WER/latency, the labelled files for the VAD scores."""
+    files = [
+        BenchFile(
+            p.id,
+            p.path,
+            frames_of(p.path) / SAMPLE_RATE,
+            utterances=(Utterance(p.id, p.text, "en"),),
+            speech_ends=(p.speech[1],),
+        )
+        for p in pieces
+    ]
+    for entry in read_manifest(speech / "manifest.jsonl").entries:
+        if entry.speech is not None:
+            duration = soundfile.info(str(entry.path)).duration
+            files.append(BenchFile(entry.name, entry.path, duration, speech=entry.speech, recognize=False))
+    return files
+
+
+# -- running the systems ------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one system did with one file: segments (with their close in audio time and close -> result
+    seconds, voxrelay only) and the joined hypothesis."""
+
+    segments: list[tuple[float, float]] = field(default_factory=list)
+    closes: list[float] = field(default_factory=list)
+    close_to_result: list[float | None] = field(default_factory=list)
+    text: str = ""
+
+
+class CloseLog:
+    """A session observer: where each segment opened and closed, in audio and in wall time."""
+
+    def __init__(self) -> None:
+        self.audio_end = 0.0
+        self.closed_at_audio: dict[int, float] = {}
+        self.opened: dict[int, float] = {}
+        self.spans: dict[int, tuple[float, float]] = {}
+        self.sent_close: dict[int, float] = {}
+        self.waited: dict[int, float] = {}
+
+    def block(self, block: AudioBlock) -> None:
+        self.audio_end = block.start + block.samples.shape[0] / SAMPLE_RATE
+
+    def segmented(self, stats: SegmenterStats, seconds: float) -> None:
+        pass
+
+    def produced(self, event: SegmentEvent) -> None:
+        if isinstance(event, SegmentClosed):
+            self.closed_at_audio[event.sequence] = self.audio_end
+
+    def sent(self, event: SegmentEvent) -> None:
+        if isinstance(event, SegmentOpened):
+            self.opened[event.sequence] = event.offset
+        elif isinstance(event, SegmentClosed):
+            self.spans[event.sequence] = (self.opened.pop(event.sequence, event.end), event.end)
+            self.sent_close[event.sequence] = time.perf_counter()
+
+    def result(self, result: SegmentResult) -> None:
+        sent = self.sent_close.get(result.sequence)
+        if sent is not None and result.error is None and not result.duplicate:
+            self.waited.setdefault(result.sequence, time.perf_counter() - sent)
+
+
+def stream_blocks(path: Path, tail_seconds: float) -> Iterator[AudioBlock]:
+    """The file in live-sized blocks, unpaced, then ``tail_seconds`` of silence."""
+    samples = 0
+    for block in WavSource(str(path), block_seconds=LIVE_BLOCK_SECONDS).blocks():
+        samples += block.samples.shape[0]
+        yield block
+    step = round(LIVE_BLOCK_SECONDS * SAMPLE_RATE)
+    for k in range(round(tail_seconds / LIVE_BLOCK_SECONDS)):
+        yield AudioBlock(np.zeros(step, dtype=np.int16), (samples + k * step) / SAMPLE_RATE)
+
+
+async def stream_file(uplink: Uplink, file: BenchFile, vad: VadSettings, tail_seconds: float) -> Run:
+    log = CloseLog()
+    results = [
+        r
+        async for r in run_session(
+            uplink, new_session_id(file.name), stream_blocks(file.path, tail_seconds), vad, window=1, observer=log
+        )
+    ]
+    failed = [r.error for r in results if r.error]
+    if failed:
+        raise BenchError(f"{file.name}: {failed[0]}")
+    order = sorted(log.spans)
+    return Run(
+        segments=[log.spans[s] for s in order],
+        closes=[log.closed_at_audio[s] for s in order],
+        close_to_result=[log.waited.get(s) for s in order],
+        text=" ".join(r.text for r in results if r.text),
+    )
+
+
+def segment_only(file: BenchFile, vad: VadSettings) -> Run:
+    """VAD + segmenter alone (files with no reference): the segments ``run_session`` would send."""
+    segmenter = vad.make_segmenter()
+    blocks = WavSource(str(file.path)).blocks()
+    events = [e for b in blocks for e in segmenter.feed(b)] + segmenter.flush()
+    run, start = Run(), 0.0
+    for e in events:
+        if isinstance(e, SegmentOpened):
+            start = e.offset
+        elif isinstance(e, SegmentClosed):
+            run.segments.append((start, e.end))
+    return run
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    label: str
+    vad: VadSettings | None = None  # voxrelay
+    fw_vad: dict[str, Any] | None = None  # faster-whisper VadOptions fields
+
+
+def systems_for(names: Sequence[str], vad: VadSettings) -> list[System]:
+    old_fields = {f.name for f in dataclasses.fields(SegmenterSettings)}
+    old = SegmenterSettings(**{k: v for k, v in OLD_SEGMENTER.items() if k in old_fields})
+    current = vad.segmenter or SegmenterSettings()
+    made = {
+        "current": System("current", f"voxrelay current ({vad.vad}, hangover {current.hangover_seconds:g} s)", vad),
+        "old": System(
+            "old",
+            f"voxrelay old ({vad.vad}, hangover {old.hangover_seconds:g} s)",
+            dataclasses.replace(vad, segmenter=old),
+        ),
+        "fw": System("fw", "faster-whisper vad_filter, defaults", fw_vad={}),
+        "fw300": System("fw300", "faster-whisper vad_filter, 300 ms silence", fw_vad={"min_silence_duration_ms": 300}),
+    }
+    return [made[n] for n in names]
+
+
+async def run_voxrelay(
+    groups: dict[str, list[BenchFile]],
+    systems: Sequence[System],
+    *,
+    tail_seconds: float = STREAM_TAIL_SECONDS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, list[list[str]]], dict[tuple[str, str], list[Run]]]:
+    """Recognizer alone on every utterance, and every voxrelay system on every file, on one embedded
+    recognizer (tiny.en int8, beam 5). Returns the alone texts per group and file, and the runs."""
+    from voxrelay.embedded import embedded_recognizer
+
+    alone: dict[str, list[list[str]]] = {}
+    runs: dict[tuple[str, str], list[Run]] = {}
+    async with embedded_recognizer(model="tiny.en", beam_size=5) as address:
+        settings = UplinkSettings(server=address, device_id="bench-segmentation")
+        async with open_uplink(settings) as uplink:
+            for group, files in groups.items():
+                progress(f"{group}: recognizer alone")
+                texts = []
+                for f in files:
+                    per: list[str] = []
+                    audio = read_samples(f.path) if f.recognize and f.utterances else np.zeros(0, np.int16)
+                    for u in f.utterances if f.recognize else ():
+                        got = await recognize_alone(uplink.stub, audio, u, settings, 300.0)
+                        if got.error:
+                            raise BenchError(f"{f.name} {u.id}: {got.error}")
+                        per.append(got.text)
+                    texts.append(per)
+                alone[group] = texts
+                for system in systems:
+                    if system.vad is None:
+                        continue
+                    progress(f"{group}: {system.label}")
+                    runs[group, system.name] = [
+                        await stream_file(uplink, f, system.vad, tail_seconds)
+                        if f.recognize
+                        else segment_only(f, system.vad)
+                        for f in files
+                    ]
+    return alone, runs
+
+
+def run_faster_whisper(
+    groups: dict[str, list[BenchFile]],
+    systems: Sequence[System],
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[tuple[str, str], list[Run]]:
+    """faster-whisper's own VAD and ``transcribe(vad_filter=True)`` on the same files, same model."""
+    wanted = [s for s in systems if s.fw_vad is not None]
+    if not wanted:
+        return {}
+    from faster_whisper import WhisperModel
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from voxrelay.models.catalogue import resolve_model
+
+    model = WhisperModel(resolve_model("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=2)
+    runs: dict[tuple[str, str], list[Run]] = {}
+    for group, files in groups.items():
+        for system in wanted:
+            progress(f"{group}: {system.label}")
+            options = VadOptions(**(system.fw_vad or {}))
+            out = []
+            for f in files:
+                audio = read_samples(f.path).astype(np.float32) / 32768.0
+                stamps = get_speech_timestamps(audio, options)
+                run = Run(segments=[(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps])
+                if f.recognize:
+                    segments, _ = model.transcribe(
+                        audio, beam_size=5, language="en", vad_filter=True, vad_parameters=options
+                    )
+                    run.text = " ".join(s.text.strip() for s in segments)
+                out.append(run)
+            runs[group, system.name] = out
+    return runs
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    group: str
+    system: str
+    wer_alone: float | None
+    wer_e2e: float | None
+    vad: dict[str, Any]
+    segments: int
+    segment_p50: float | None
+    segment_p95: float | None
+    segment_max: float | None
+    long_pauses: int
+    bridged: int
+    latency_p50: float | None
+    latency_p95: float | None
+    close_to_result_p50: float | None
+    latencies: tuple[tuple[float, float], ...] = ()  # per utterance: (end of speech -> close, close -> result)
+
+    @property
+    def bridged_share(self) -> float | None:
+        return self.bridged / self.long_pauses if self.long_pauses else None
+
+
+def pauses_of(speech: Regions, at_least: float = LONG_PAUSE) -> list[tuple[float, float]]:
+    """Gaps of at least ``at_least`` seconds between consecutive labelled speech regions."""
+    ordered = sorted(speech)
+    return [(a[1], b[0]) for a, b in itertools.pairwise(ordered) if b[0] - a[1] >= at_least]
+
+
+def utterance_latency(run: Run, speech_end: float) -> tuple[float, float] | None:
+    """End of speech -> final result as (end of speech -> close, close -> result): the segment holding
+    the end closes, then its result comes."""
+    holding = [i for i, (start, _) in enumerate(run.segments) if start < speech_end]
+    if not holding:
+        return None
+    i = holding[-1]
+    waited = run.close_to_result[i]
+    return None if waited is None else (run.closes[i] - speech_end, waited)
+
+
+def score(
+    group: str, system: System, files: Sequence[BenchFile], alone: Sequence[Sequence[str]], runs: Sequence[Run]
+) -> Row:
+    pooled_alone: WordErrors = NO_ERRORS
+    pooled_e2e: WordErrors = NO_ERRORS
+    vad_scores, lengths, latencies = [], [], []
+    long_pauses = bridged = 0
+    for f, texts, run in zip(files, alone, runs, strict=True):
+        lengths += [e - s for s, e in run.segments]
+        if f.recognize and f.utterances:
+            reference = " ".join(u.text for u in f.utterances)
+            pooled_alone = pooled_alone + word_errors(reference, " ".join(texts), "en")
+            pooled_e2e = pooled_e2e + word_errors(reference, run.text, "en")
+        if f.speech is not None:
+            vad_scores.append(score_vad(f.speech, run.segments, f.duration))
+            for a, b in pauses_of(f.speech):
+                long_pauses += 1
+                bridged += any(s <= a and e >= b for s, e in run.segments)
+        if run.closes:
+            latencies += [lat for t in f.speech_ends if (lat := utterance_latency(run, t)) is not None]
+    totals = [a + b for a, b in latencies]
+    return Row(
+        group,
+        system.name,
+        pooled_alone.wer if pooled_alone.reference_words else None,
+        pooled_e2e.wer if pooled_e2e.reference_words else None,
+        summarize(vad_scores),
+        len(lengths),
+        percentile(lengths, 50),
+        percentile(lengths, 95),
+        max(lengths, default=None),
+        long_pauses,
+        bridged,
+        percentile(totals, 50),
+        percentile(totals, 95),
+        percentile([b for _, b in latencies], 50),
+        tuple(latencies),
+    )
+
+
+def run_benchmark(
+    groups: dict[str, list[BenchFile]],
+    systems: Sequence[System],
+    *,
+    tail_seconds: float = STREAM_TAIL_SECONDS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[Row]:
+    """Every system on every group; one Row per (group, system), in that order."""
+    alone, runs = asyncio.run(run_voxrelay(groups, systems, tail_seconds=tail_seconds, progress=progress))
+    runs.update(run_faster_whisper(groups, systems, progress))
+    return [score(g, s, files, alone[g], runs[g, s.name]) for g, files in groups.items() for s in systems]
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
+def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def num(x: Any, digits: int = 3) -> str:
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    labels = {s.name: s.label for s in systems}
+    table = Table(title="Segmentation benchmark (tiny.en int8, beam 5)", show_lines=False)
+    for name in ("group", "system", "WER alone", "WER e2e", "VAD P", "VAD R", "VAD F1", "seg p50", "seg p95",
+                 "seg max", "bridged ≥1 s", "EoS→result p50", "p95", "close→result p50"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("group", "system") else "right")
+    previous = None
+    for r in rows:
+        if previous is not None and r.group != previous:
+            table.add_section()
+        previous = r.group
+        share = "-" if r.bridged_share is None else f"{r.bridged}/{r.long_pauses} ({100 * r.bridged_share:.0f}%)"
+        table.add_row(
+            r.group, labels[r.system], pct(r.wer_alone), pct(r.wer_e2e),
+            num(r.vad["precision"]), num(r.vad["recall"]), num(r.vad["f1"]),
+            num(r.segment_p50, 1), num(r.segment_p95, 1), num(r.segment_max, 1), share,
+            num(r.latency_p50, 2), num(r.latency_p95, 2), num(r.close_to_result_p50, 2),
+        )  # fmt: skip
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    for line in notes:
+        console.print(line, soft_wrap=True)
+
+
+def parse_set(items: Sequence[str]) -> SegmenterSettings | None:
+    if not items:
+        return None
+    values = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise BenchError(f"--set {item!r}: expected FIELD=SECONDS, e.g. hangover_seconds=0.5")
+        values[name.strip()] = float(value)
+    try:
+        return SegmenterSettings(**values)
+    except TypeError as err:
+        raise BenchError(f"--set: {err}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="the dev set folder")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where constructed audio is kept")
+    parser.add_argument("--quick", action="store_true", help=f"only {len(QUICK_IDS)} short utterances")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated (default: all)")
+    parser.add_argument("--no-dev", action="store_true", help="leave the dev group out")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    parser.add_argument("--vad", choices=VADS, default=DEFAULT_VAD)
+    parser.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3))
+    parser.add_argument("--vad-threshold", type=float)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=SECONDS",
+                        help="a SegmenterSettings field for the 'current' system (repeatable)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except BenchError as err:
+        print(f"bench_segmentation: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    if not (args.speech / "manifest.jsonl").is_file():
+        print(f"bench_segmentation: no dev set at {args.speech} (pass --speech DIR); nothing to do", file=sys.stderr)
+        return 0
+    conditions = [c for c in args.conditions.split(",") if c]
+    names = [s for s in args.systems.split(",") if s]
+    unknown = [c for c in conditions if c not in CONDITIONS] + [s for s in names if s not in SYSTEMS]
+    if unknown:
+        raise BenchError(f"unknown condition or system: {', '.join(unknown)}")
+    vad = VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold, segmenter=parse_set(args.set))
+    systems = systems_for(names, vad)
+    pieces = dev_pieces(args.speech)
+    if args.quick:
+        pieces = [p for p in pieces if p.id in QUICK_IDS]
+    began = time.perf_counter()
+
+    def progress(what: str) -> None:
+        print(f"[{time.perf_counter() - began:6.0f} s] {what}", file=sys.stderr, flush=True)
+
+    groups: dict[str, list[BenchFile]] = {}
+    if not args.no_dev:
+        groups["dev"] = dev_files(args.speech, pieces)
+    plan = make_plan(pieces, args.seed)
+    for condition in conditions:
+        progress(f"making {condition}")
+        groups[condition] = [build_condition(condition, plan, args.cache)]
+    rows = run_benchmark(groups, systems, progress=progress)
+    kinds = sorted({p.labels for p in pieces})
+    audio = sum(f.duration for files in groups.values() for f in files)
+    notes = [
+        f"{len(pieces)} English dev utterances; constructed labels from {' and '.join(kinds)}; seed {args.seed}; "
+        f"pauses {PAUSES[0]}-{PAUSES[1]} s ({sum(p >= LONG_PAUSE for p in plan.pauses)} of {len(plan.pauses)} "
+        f"≥ {LONG_PAUSE:g} s); audio in {args.cache}",
+        "WER alone: the recognizer on each whole utterance (same model for every row); VAD: 10 ms frames, no collar; "
+        "bridged: pauses ≥ 1 s between labelled speech lying inside one segment; EoS→result: see the script's "
+        "docstring (segmenter close in audio time - labelled end of speech + close→result on an idle server; "
+        "close→result depends on the machine's load, the rest does not)",
+        f"{audio:.0f} s of audio per system; wall time {time.perf_counter() - began:.0f} s",
+    ]
+    print_table(rows, systems, notes)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "systems": {s.name: s.label for s in systems},
+                    "rows": [{**dataclasses.asdict(r), "bridged_share": r.bridged_share} for r in rows],
+                    "notes": notes,
+                },
+                indent=1,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
