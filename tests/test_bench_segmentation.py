@@ -39,16 +39,22 @@ def bench() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def tiny(bench: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
+def conditions(bench: ModuleType) -> ModuleType:
+    """The script's sibling module that makes the constructed audio (imported by the script)."""
+    return importlib.import_module("segbench_conditions")
+
+
+@pytest.fixture(scope="module")
+def tiny(conditions: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
     if not (SPEECH / "manifest.jsonl").is_file():
         pytest.skip(f"the dev speech set is not at {SPEECH}")
     if shutil.which("sox") is None:
         pytest.skip("sox is not installed")
-    pieces = [p for p in bench.dev_pieces(SPEECH) if p.id in TINY]
+    pieces = [p for p in conditions.dev_pieces(SPEECH) if p.id in TINY]
     assert len(pieces) == 3
-    plan = bench.make_plan(pieces, pauses=(1.2, 1.2))
+    plan = conditions.make_plan(pieces, pauses=(1.2, 1.2))
     cache = tmp_path_factory.mktemp("bench-segmentation")
-    return plan, bench.build_condition("turn-taking", plan, cache), cache
+    return plan, conditions.build_condition("turn-taking", plan, cache), cache
 
 
 def test_pauses_and_latency_from_plain_numbers(bench: ModuleType) -> None:
@@ -62,7 +68,7 @@ def test_pauses_and_latency_from_plain_numbers(bench: ModuleType) -> None:
     assert bench.utterance_latency(run, 0.2) is None
 
 
-def test_constructed_labels_follow_the_plan(bench: ModuleType, tiny: tuple) -> None:
+def test_constructed_labels_follow_the_plan(conditions: ModuleType, tiny: tuple) -> None:
     plan, file, cache = tiny
     info = soundfile.info(str(file.path))
     assert info.samplerate == 16000 and info.channels == 1
@@ -72,24 +78,24 @@ def test_constructed_labels_follow_the_plan(bench: ModuleType, tiny: tuple) -> N
         assert u.start <= start < end <= u.end
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(file.speech)]
     assert gaps == pytest.approx([1.2, 1.2], abs=1e-3)
-    assert file.speech[0][0] == pytest.approx(bench.LEAD_SECONDS + bench.MARGIN, abs=0.06)
+    assert file.speech[0][0] == pytest.approx(conditions.LEAD_SECONDS + conditions.MARGIN, abs=0.06)
     # The same plan is not made twice, and made again it gives the same bytes.
-    assert bench.build_condition("turn-taking", plan, cache) == file
+    assert conditions.build_condition("turn-taking", plan, cache) == file
     made = file.path.read_bytes()
     shutil.rmtree(file.path.parent)
-    assert bench.build_condition("turn-taking", plan, cache) == file
+    assert conditions.build_condition("turn-taking", plan, cache) == file
     assert file.path.read_bytes() == made
 
 
-def test_other_conditions_are_made(bench: ModuleType, tiny: tuple) -> None:
+def test_other_conditions_are_made(conditions: ModuleType, tiny: tuple) -> None:
     plan, file, cache = tiny
-    phone = bench.build_condition("telephone", plan, cache)
+    phone = conditions.build_condition("telephone", plan, cache)
     assert soundfile.info(str(phone.path)).samplerate == 8000
     assert phone.speech == file.speech
-    fast = bench.build_condition("fast", plan, cache)
+    fast = conditions.build_condition("fast", plan, cache)
     spoken = [end - start for start, end in fast.speech]
     assert spoken == pytest.approx([(end - start) / 2 for start, end in file.speech], abs=0.02)
-    far = bench.build_condition("far-field", plan, cache)
+    far = conditions.build_condition("far-field", plan, cache)
     near_level = np.sqrt(np.mean(soundfile.read(str(file.path))[0] ** 2))
     far_level = np.sqrt(np.mean(soundfile.read(str(far.path))[0] ** 2))
     assert far_level < near_level / 5  # attenuated by 20-35 dB, with reverb and noise added
