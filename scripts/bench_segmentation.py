@@ -96,6 +96,7 @@ from voxrelay.edge.results import SegmentResult  # noqa: E402
 from voxrelay.edge.transcribe import new_session_id  # noqa: E402
 from voxrelay.edge.vad.segmenter import SegmenterSettings  # noqa: E402
 from voxrelay.edge.vad.speech import SegmenterStats  # noqa: E402
+from voxrelay.errors import VoxrelayError  # noqa: E402
 from voxrelay.quality.evaluate import percentile  # noqa: E402
 from voxrelay.quality.runner import recognize_alone  # noqa: E402
 from voxrelay.quality.vadscore import score_vad, summarize  # noqa: E402
@@ -502,6 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(args)
     except BenchError as err:
         print(f"bench_segmentation: {err}", file=sys.stderr)
+        return 2
+    except VoxrelayError as err:  # settings that do not validate (--set, --vad-threshold, ...)
+        print(f"bench_segmentation: {err.message}", file=sys.stderr)
         return 2
 
 
