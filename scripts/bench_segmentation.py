@@ -31,7 +31,7 @@ exists, else an energy trim of the file (10 ms RMS above max(peak - 30 dB, 10th 
 measured length ratio. The reference transcript of a concatenation is its utterances' references
 joined in playback order.
 
-Systems (columns per group):
+Systems (the rows of each group):
 
 - ``current``: voxrelay with today's ``SegmenterSettings()`` (and ``--set`` overrides);
 - ``old``: voxrelay with the segmenter values before endpointing changed (:data:`OLD_SEGMENTER`:
