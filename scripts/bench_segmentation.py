@@ -352,9 +352,11 @@ class Row:
     segment_max: float | None
     long_pauses: int
     bridged: int
-    latency_p50: float | None
+    latency_p50: float | None  # end of speech -> final result
     latency_p95: float | None
-    close_to_result_p50: float | None
+    close_p50: float | None  # of it, end of speech -> the segmenter's close (audio time: load-independent)
+    close_p95: float | None
+    close_to_result_p50: float | None  # and close -> result (wall time: depends on the machine's load)
     latencies: tuple[tuple[float, float], ...] = ()  # per utterance: (end of speech -> close, close -> result)
 
     @property
@@ -414,6 +416,8 @@ def score(
         bridged,
         percentile(totals, 50),
         percentile(totals, 95),
+        percentile([a for a, _ in latencies], 50),
+        percentile([a for a, _ in latencies], 95),
         percentile([b for _, b in latencies], 50),
         tuple(latencies),
     )
@@ -445,10 +449,13 @@ def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[
     def num(x: Any, digits: int = 3) -> str:
         return "-" if x is None else f"{x:.{digits}f}"
 
+    def pair(a: float | None, b: float | None) -> str:
+        return "-" if a is None or b is None else f"{a:.2f} / {b:.2f}"
+
     labels = {s.name: s.label for s in systems}
     table = Table(title="Segmentation benchmark (tiny.en int8, beam 5)", show_lines=False)
     for name in ("group", "system", "WER alone", "WER e2e", "VAD P", "VAD R", "VAD F1", "seg p50", "seg p95",
-                 "seg max", "bridged ≥1 s", "EoS→result p50", "p95", "close→result p50"):  # fmt: skip
+                 "seg max", "bridged ≥1 s", "EoS→result p50/p95", "EoS→close p50/p95", "close→result p50"):  # fmt: skip
         table.add_column(name, justify="left" if name in ("group", "system") else "right")
     previous = None
     for r in rows:
@@ -460,7 +467,7 @@ def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[
             r.group, labels[r.system], pct(r.wer_alone), pct(r.wer_e2e),
             num(r.vad["precision"]), num(r.vad["recall"]), num(r.vad["f1"]),
             num(r.segment_p50, 1), num(r.segment_p95, 1), num(r.segment_max, 1), share,
-            num(r.latency_p50, 2), num(r.latency_p95, 2), num(r.close_to_result_p50, 2),
+            pair(r.latency_p50, r.latency_p95), pair(r.close_p50, r.close_p95), num(r.close_to_result_p50, 2),
         )  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
@@ -543,9 +550,9 @@ def _main(args: argparse.Namespace) -> int:
         f"pauses {PAUSES[0]}-{PAUSES[1]} s ({sum(p >= LONG_PAUSE for p in plan.pauses)} of {len(plan.pauses)} "
         f"≥ {LONG_PAUSE:g} s); audio in {args.cache}",
         "WER alone: the recognizer on each whole utterance (same model for every row); VAD: 10 ms frames, no collar; "
-        "bridged: pauses ≥ 1 s between labelled speech lying inside one segment; EoS→result: see the script's "
-        "docstring (segmenter close in audio time - labelled end of speech + close→result on an idle server; "
-        "close→result depends on the machine's load, the rest does not)",
+        "bridged: pauses ≥ 1 s between labelled speech lying inside one segment; EoS→result (see the script's "
+        "docstring) = EoS→close (the segmenter's close in audio time - the labelled end of speech: independent of "
+        "the machine) + close→result (measured on an idle recognizer: depends on the machine and its load)",
         f"{audio:.0f} s of audio per system; wall time {time.perf_counter() - began:.0f} s",
     ]
     print_table(rows, systems, notes)
