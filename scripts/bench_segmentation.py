@@ -456,7 +456,7 @@ def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[
     table = Table(title="Segmentation benchmark (tiny.en int8, beam 5)", show_lines=False)
     for name in ("group", "system", "WER alone", "WER e2e", "VAD P", "VAD R", "VAD F1", "seg p50", "seg p95",
                  "seg max", "bridged ≥1 s", "EoS→result p50/p95", "EoS→close p50/p95", "close→result p50"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("group", "system") else "right")
+        table.add_column(name, justify="left" if name in ("group", "system") else "right", no_wrap=True)
     previous = None
     for r in rows:
         if previous is not None and r.group != previous:
@@ -469,7 +469,7 @@ def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[
             num(r.segment_p50, 1), num(r.segment_p95, 1), num(r.segment_max, 1), share,
             pair(r.latency_p50, r.latency_p95), pair(r.close_p50, r.close_p95), num(r.close_to_result_p50, 2),
         )  # fmt: skip
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 240)
     console.print(table)
     for line in notes:
         console.print(line, soft_wrap=True)
