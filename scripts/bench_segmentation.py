@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Segmentation benchmark: the edge's VAD + segmenter on the dev set and on audio made unlike it.
 
-    python scripts/bench_segmentation.py                 # full run (about 15 min on 2 cores)
-    python scripts/bench_segmentation.py --quick         # 6 utterances, every condition (a few minutes)
+    python scripts/bench_segmentation.py                 # full run (about 14 min of CPU)
+    python scripts/bench_segmentation.py --quick         # 6 utterances, every condition (about 3.5 min of CPU)
     python scripts/bench_segmentation.py --set hangover_seconds=0.5 --systems current,old --json out.json
 
 Groups of files (rows of the table):
