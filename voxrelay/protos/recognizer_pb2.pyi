@@ -54,18 +54,22 @@ class RecognitionOptions(_message.Message):
     def __init__(self, language: _Optional[str] = ..., model: _Optional[str] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., hotwords: _Optional[str] = ..., beam_size: _Optional[int] = ..., task: _Optional[_Union[Task, str]] = ...) -> None: ...
 
 class SessionConfig(_message.Message):
-    __slots__ = ("device_id", "session_id", "format", "options", "client")
+    __slots__ = ("device_id", "session_id", "format", "options", "client", "interim_results", "interim_interval_seconds")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    INTERIM_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    INTERIM_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     session_id: str
     format: AudioFormat
     options: RecognitionOptions
     client: str
-    def __init__(self, device_id: _Optional[str] = ..., session_id: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., options: _Optional[_Union[RecognitionOptions, _Mapping]] = ..., client: _Optional[str] = ...) -> None: ...
+    interim_results: bool
+    interim_interval_seconds: float
+    def __init__(self, device_id: _Optional[str] = ..., session_id: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., options: _Optional[_Union[RecognitionOptions, _Mapping]] = ..., client: _Optional[str] = ..., interim_results: _Optional[bool] = ..., interim_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class SegmentStart(_message.Message):
     __slots__ = ("segment_id", "sequence", "offset_seconds")
@@ -154,16 +158,18 @@ class SegmentError(_message.Message):
     def __init__(self, segment_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
-    __slots__ = ("accepted", "ack", "result", "error")
+    __slots__ = ("accepted", "ack", "result", "error", "interim")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    INTERIM_FIELD_NUMBER: _ClassVar[int]
     accepted: SessionAccepted
     ack: SegmentAck
     result: RecognitionResult
     error: SegmentError
-    def __init__(self, accepted: _Optional[_Union[SessionAccepted, _Mapping]] = ..., ack: _Optional[_Union[SegmentAck, _Mapping]] = ..., result: _Optional[_Union[RecognitionResult, _Mapping]] = ..., error: _Optional[_Union[SegmentError, _Mapping]] = ...) -> None: ...
+    interim: RecognitionResult
+    def __init__(self, accepted: _Optional[_Union[SessionAccepted, _Mapping]] = ..., ack: _Optional[_Union[SegmentAck, _Mapping]] = ..., result: _Optional[_Union[RecognitionResult, _Mapping]] = ..., error: _Optional[_Union[SegmentError, _Mapping]] = ..., interim: _Optional[_Union[RecognitionResult, _Mapping]] = ...) -> None: ...
 
 class Word(_message.Message):
     __slots__ = ("word", "start_seconds", "end_seconds", "probability")
@@ -222,7 +228,7 @@ class Timings(_message.Message):
     def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class RecognitionResult(_message.Message):
-    __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings", "deployment", "needs_review", "review_id", "temperature")
+    __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings", "deployment", "needs_review", "review_id", "temperature", "interim")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +247,7 @@ class RecognitionResult(_message.Message):
     NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
     REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    INTERIM_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     text: str
     start_seconds: float
@@ -259,7 +266,8 @@ class RecognitionResult(_message.Message):
     needs_review: bool
     review_id: str
     temperature: float
-    def __init__(self, segment_id: _Optional[str] = ..., text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., phrases: _Optional[_Iterable[_Union[Phrase, _Mapping]]] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., slot: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., deployment: _Optional[str] = ..., needs_review: _Optional[bool] = ..., review_id: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
+    interim: bool
+    def __init__(self, segment_id: _Optional[str] = ..., text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., phrases: _Optional[_Iterable[_Union[Phrase, _Mapping]]] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., slot: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., deployment: _Optional[str] = ..., needs_review: _Optional[bool] = ..., review_id: _Optional[str] = ..., temperature: _Optional[float] = ..., interim: _Optional[bool] = ...) -> None: ...
 
 class RecognizeRequest(_message.Message):
     __slots__ = ("format", "options", "audio")

@@ -75,7 +75,13 @@ class RecognizerServicer:
         - StreamResponse.result, the final result of each segment, in the order
         the segments ended;
         - StreamResponse.error for a segment that could not be recognised (the
-        stream goes on).
+        stream goes on);
+        - only when SessionConfig.interim_results asked for them:
+        StreamResponse.interim, provisional text of the segment that is open,
+        re-recognised as its audio grows (see SessionConfig). Each is
+        superseded by the next interim or by the segment's final result; none
+        of a segment is sent once its end has been received (so never after
+        its result), and interims are skipped when the server is busy.
         The server closes the stream with OK after the last result once the client
         has half-closed.
         """
