@@ -119,6 +119,20 @@ class CloudMetrics:
             registry=registry,
         )
         self.active_streams = Gauge("voxrelay_asr_active_streams", "Open Stream calls", registry=registry)
+        self.interim = Counter(
+            "voxrelay_asr_interim_total",
+            "Interim recognitions of open segments by outcome: sent (new text went out), unchanged (the same "
+            "text as the last one, or none), dropped (shed unrun: final work was waiting, or its deadline "
+            "passed), stale (the segment ended first), failed",
+            [*model, "outcome"],
+            registry=registry,
+        )
+        self.interim_inference = Counter(
+            "voxrelay_asr_interim_inference_seconds_total",
+            "Time inside the model spent on interim recognitions (their share of the batches they ran in)",
+            model,
+            registry=registry,
+        )
         self.requests = Counter(
             "voxrelay_asr_requests_total",
             "Single-utterance requests by front (grpc Recognize, http, wyoming) and status code (OK or the "
@@ -220,6 +234,12 @@ class CloudMetrics:
     def batch(self, model: str, size: int, wait: float, priority: str) -> None:
         self.batch_size.labels(model=model, priority=priority).observe(size)
         self.batch_wait.labels(model=model, priority=priority).observe(max(0.0, wait))
+
+    def interim_done(self, model: ModelDescriptor, outcome: str, inference: float = 0.0) -> None:
+        """One interim recognition ended with ``outcome`` (see ``voxrelay_asr_interim_total``)."""
+        self.interim.labels(model=model.name, backend=model.backend, outcome=outcome).inc()
+        if inference > 0:
+            self.interim_inference.labels(model=model.name, backend=model.backend).inc(inference)
 
     def audio_received(self, seconds: float) -> None:
         self.audio.inc(max(0.0, seconds))

@@ -13,6 +13,7 @@ from typing import Any
 from voxrelay.cloud.audio import WireFormat
 from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.interim import InterimRecognizer, interim_interval
 from voxrelay.cloud.rollout.deployment import Assignment
 from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
 from voxrelay.cloud.watch import vad_features
@@ -88,6 +89,8 @@ class StreamSession:
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._state: SessionState | None = None
         self._segment: OpenSegment | None = None
+        # Interim recognitions of the open segment, when the config asks for them.
+        self._interim: InterimRecognizer | None = None
 
     async def responses(self, requests: AsyncIterator[pb.StreamRequest]) -> AsyncIterator[pb.StreamResponse]:
         """Yield responses; raises a VoxrelayError for a request that ends the stream."""
@@ -111,6 +114,8 @@ class StreamSession:
     def _release(self) -> None:
         """Drop what the ended stream holds (the open segment's audio, queued responses and errors, whose
         tracebacks point back here), so its memory is freed now rather than by a later cycle collection."""
+        if self._interim is not None:
+            self._interim.close()
         if self._segment is not None:
             self._segment.chunks.clear()
             self._segment = None
@@ -223,11 +228,16 @@ class StreamSession:
         options = decode_options(
             "config.options", config.options, self.core.settings, engine.model, engine.count_tokens
         )
+        interval = interim_interval("config", config)
         if self.client is None:  # no token or certificate: the device id names the client
             self.client = f"device:{device_id}"
             self.core.check_client_streams(self.client)
             self._recount(self.client)
         self._state = SessionState(device_id, session_id, fmt, options, engine)
+        if interval is not None:
+            self._interim = InterimRecognizer(
+                interval, self._out.put_nowait, self.core.metrics, lambda: self.client or ""
+            )
         log.info(
             "stream %s: session %s/%s, %s, deployment %s (%s, model %s)",
             self.peer,
@@ -274,6 +284,8 @@ class StreamSession:
             self._state = replace(state, engine=engine)
         self._segment = OpenSegment(segment_id, start.sequence, start.offset_seconds, engine=engine)
         self.core.open_segments += 1
+        if self._interim is not None:
+            self._interim.opened(self._segment)
 
     def _audio(self, chunk: pb.AudioChunk) -> None:
         assert self._state is not None
@@ -294,8 +306,12 @@ class StreamSession:
         segment.chunks.append(chunk.audio)
         segment.digest.update(chunk.audio)
         self.core.metrics_audio(self._state.fmt.seconds(len(chunk.audio)))
+        if self._interim is not None:
+            self._interim.grew(self._state, segment)
 
     def _end(self, end: pb.SegmentEnd) -> None:
+        if self._interim is not None:  # from here on none of the open segment's interims goes out
+            self._interim.ended()
         state = self._state
         assert state is not None
         segment = self._segment

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -35,6 +35,8 @@ class DecodeOptions:
     # One sampling temperature (no fallback), or the temperatures to fall back through in order;
     # None = the backend's default (0, 0.2, ... 1.0: rising while the decode looks unreliable).
     temperature: float | tuple[float, ...] | None = None
+    # Decode text only, without Whisper's timestamp tokens (phrases then span the whole audio).
+    without_timestamps: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= 10:
@@ -45,6 +47,11 @@ class DecodeOptions:
             raise InvalidArgument(f"language: {self.language!r} is not a language code such as 'en'")
         if self.temperature is not None:
             check_temperatures("temperature", self.temperature)
+
+    def for_interim(self) -> DecodeOptions:
+        """The cheapest decode of the same language, task and prompt, for interim text: greedy (beam 1),
+        at temperature 0 without fallback, without timestamps or word timings."""
+        return replace(self, beam_size=1, temperature=0.0, word_timestamps=False, without_timestamps=True)
 
 
 @dataclass(frozen=True)

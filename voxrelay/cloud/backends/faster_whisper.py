@@ -91,6 +91,7 @@ class FasterWhisperBackend:
                 initial_prompt=options.initial_prompt,
                 hotwords=options.hotwords,
                 vad_filter=False,
+                without_timestamps=options.without_timestamps,
                 **({} if options.temperature is None else {"temperature": options.temperature}),
             )
             segments = list(segments)  # decoding happens while the generator is consumed

@@ -118,6 +118,7 @@ class LockstepDecoder:
             word_timestamps=options.word_timestamps,
             initial_prompt=options.initial_prompt,
             hotwords=options.hotwords,
+            without_timestamps=options.without_timestamps,
         )
         if options.temperature is not None:
             d["temperature"] = options.temperature

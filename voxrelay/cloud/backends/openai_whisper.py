@@ -96,6 +96,7 @@ class OpenAIWhisperBackend:
                     language=language,
                     task=options.task,
                     word_timestamps=options.word_timestamps,
+                    without_timestamps=options.without_timestamps,
                     initial_prompt=prompt,
                     carry_initial_prompt=bool(options.hotwords),
                 )

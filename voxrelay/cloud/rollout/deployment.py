@@ -90,11 +90,21 @@ class Assignment:
         return self.engine.estimate(audio_seconds, self.deployment.options(options))
 
     async def recognize(
-        self, audio: np.ndarray, options: DecodeOptions, client: str = "", priority: Priority = Priority.FINAL
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        client: str = "",
+        priority: Priority = Priority.FINAL,
+        deadline: float | None = None,
     ) -> Recognition:
         """Recognise with the deployment's options; a ``human`` deployment runs no model at all (a
-        person transcribes the segment from the review queue)."""
+        person transcribes the segment from the review queue). Interim work decodes the cheapest way
+        whatever the deployment sets (see ``DecodeOptions.for_interim``), and is dropped unrun after
+        ``deadline`` (perf_counter time)."""
         if self.automation is Automation.HUMAN:
             language = self.deployment.spec.options.language or options.language or ""
             return Recognition(Transcript("", (), language, 0.0), 0.0, 0.0)
-        return await self.engine.recognize(audio, self.deployment.options(options), client, priority)
+        chosen = self.deployment.options(options)
+        if priority == Priority.INTERIM:
+            chosen = chosen.for_interim()
+        return await self.engine.recognize(audio, chosen, client, priority, deadline)
