@@ -92,6 +92,18 @@ def _link_settings(args: argparse.Namespace, embedded: bool) -> dict[str, Any]:
     }
 
 
+def _add_interim_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--interim",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='interim results while a segment is spoken: with --format json as "final": false objects '
+        "(only with --interim); on a terminal (text output of listen or of transcribe --pace) as a line "
+        "rewritten until the final text replaces it (the default there; --no-interim turns it off); "
+        "text in a file or pipe, srt and vtt hold final results only",
+    )
+
+
 def _add_metrics_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics-port",
@@ -137,6 +149,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         "-o", "--output-dir", metavar="DIR", help="write DIR/<stem>.<suffix> per file (created) instead of stdout"
     )
     _add_edge_options(p, with_pace=True)
+    _add_interim_option(p)
     _add_metrics_options(p)
     p.set_defaults(run=_run_transcribe)
 
@@ -182,6 +195,7 @@ def _add_listen(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("listen", help="transcribe the microphone live", description="Transcribe the microphone.")
     p.add_argument("--device", help="input device index or name (see `voxrelay devices`)")
     _add_edge_options(p, with_pace=False)
+    _add_interim_option(p)
     _add_metrics_options(p)
     p.set_defaults(run=_run_listen)
 
@@ -244,9 +258,11 @@ def _refuse_output_collisions(paths: list[str]) -> None:
 
 
 def _run_transcribe(args: argparse.Namespace) -> int:
+    from voxrelay.edge.sinks import check_interim
     from voxrelay.edge.transcribe import transcribe
 
     check_decoding_options(args)
+    check_interim(args.format, args.interim)
     if args.pace is not None and args.pace <= 0:
         raise InvalidArgument(f"--pace: {args.pace} must be positive (1.0 = real time)")
     if args.output_dir:
@@ -267,6 +283,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
                 pace=args.pace,
                 output_dir=args.output_dir,
                 metrics=metrics,
+                interim=args.interim,
             )
 
         return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
@@ -318,16 +335,18 @@ def _run_batch_ray(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _run_listen(args: argparse.Namespace) -> int:
+    from voxrelay.edge.sinks import check_interim
     from voxrelay.edge.transcribe import listen
 
     check_decoding_options(args)
+    check_interim(args.format, args.interim)
     device: int | str | None = int(args.device) if args.device and args.device.isdigit() else args.device
 
     with _edge_metrics(args) as metrics:
 
         async def body(server: str, embedded: bool) -> int:
             uplink, vad = _edge_settings(args, server, embedded)
-            return await listen(uplink, device=device, fmt=args.format, vad=vad, metrics=metrics)
+            return await listen(uplink, device=device, fmt=args.format, vad=vad, metrics=metrics, interim=args.interim)
 
         return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
 

@@ -174,7 +174,8 @@ async def run_session(
     window: int | None = None,
     observer: SessionObserver | None = None,
 ) -> AsyncIterator[SegmentResult]:
-    """Stream one source as one session and yield its results in order.
+    """Stream one source as one session and yield its results in order (each segment's interim
+    results, when the uplink asks for them, come before its final one).
 
     ``window``: at most this many segments are sent ahead of their results (None: no limit). A file
     read faster than real time then cannot queue all its segments at the recognizer at once, where
@@ -185,10 +186,11 @@ async def run_session(
     gate = asyncio.Semaphore(window) if window else None
     try:
         async for result in uplink.session(session_id, events if gate is None else _windowed(events, gate)):
-            if gate is not None:
-                gate.release()
-            if observer is not None:
-                observer.result(result)
+            if result.final:
+                if gate is not None:
+                    gate.release()
+                if observer is not None:
+                    observer.result(result)
             yield result
     finally:
         with contextlib.suppress(Exception):

@@ -16,7 +16,8 @@ class Word:
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """The final result of one segment as the edge sees it. Times are seconds in the source."""
+    """The final result of one segment as the edge sees it (or, ``final`` False, an interim one: the
+    text of the segment's audio so far while it is spoken). Times are seconds in the source."""
 
     segment_id: str
     sequence: int
@@ -48,6 +49,8 @@ class SegmentResult:
     # Set when the server could not recognise the segment ("CODE: message"); text is then empty.
     error: str | None = None
     duplicate: bool = False
+    # False for an interim result (only when asked for); the segment's final result replaces it.
+    final: bool = True
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         """The JSON-lines object of this result (``extra`` fields such as ``file`` come first)."""
@@ -59,6 +62,7 @@ class SegmentResult:
             del data["error"]
         if not self.needs_review:
             del data["review_id"]
+        del data["final"]  # sinks that show interim results mark both kinds (see JsonSink)
         for key in (
             "start",
             "end",

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -25,7 +25,7 @@ from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.observe import SessionObserver
 from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
-from voxrelay.edge.sinks import SUFFIXES, make_sink
+from voxrelay.edge.sinks import SUFFIXES, make_sink, wants_interim
 from voxrelay.errors import AudioError, VoxrelayError
 
 INTERRUPTED = 130
@@ -92,13 +92,15 @@ async def transcribe_file(
     observer: SessionObserver | None = None,
     replay_delivered: bool = False,
     interruption: Interruption | None = None,
+    interim: bool = False,
 ) -> FileOutcome:
     """Transcribe one file into ``out``; an unreadable file or a failed segment is reported, not raised.
 
     A file whose interrupted session is in the uplink's spool is resumed (see voxrelay.edge.resume);
     ``replay_delivered`` writes the results that session already delivered into ``out`` first.
     With ``interruption``, a signal stops the file (see voxrelay.edge.interrupt): the outcome says
-    ``interrupted``, and ``out`` holds what was delivered.
+    ``interrupted``, and ``out`` holds what was delivered. ``interim``: the sink shows interim results
+    (the uplink must ask for them).
     """
     interruption = interruption or Interruption(finish_in_flight=pace is not None)
     try:
@@ -115,7 +117,7 @@ async def transcribe_file(
     blocks = source.blocks()
     if plan.resumed:  # read unpaced up to the offset, then paced, in the blocks of the paced source
         blocks = paced_from(WavSource(path, block_seconds=source.block_seconds).blocks(), pace, plan.resume_offset)
-    sink = make_sink(fmt, out, headers=headers)
+    sink = make_sink(fmt, out, headers=headers, interim=interim)
     sink.begin(path)
     done = _Delivered()
 
@@ -129,6 +131,9 @@ async def transcribe_file(
 
     async def session() -> None:
         async for result in run_session(uplink, plan.session_id, interruption.blocks(blocks), vad, observer=observer):
+            if not result.final:
+                sink.write(result)
+                continue
             if result.error:
                 done.failed.append(f"segment at {result.start:.2f} s: {result.error}")
             deliver(result)
@@ -154,13 +159,22 @@ async def transcribe(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     metrics: EdgeMetrics | None = None,
+    interim: bool | None = None,
 ) -> int:
     """Transcribe ``paths`` one after another; exit status 0 if all succeeded, 1 if some failed, 130 if
-    interrupted (Ctrl-C, SIGTERM: the results delivered until then are written, and said to be partial)."""
+    interrupted (Ctrl-C, SIGTERM: the results delivered until then are written, and said to be partial).
+
+    ``interim`` (``--interim``/``--no-interim``; None: the default) as :func:`wants_interim` reads it:
+    JSON gets ``"final": false`` objects only when True; text on a terminal, of a paced file, shows
+    them as a rewritten line unless False.
+    """
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     failures = 0
+    show = wants_interim(fmt, interim, None if output_dir else stdout, pace is not None)
+    if show:
+        settings = replace(settings, interim_results=True)
     interruption = Interruption(finish_in_flight=pace is not None)
     left: Sequence[str] = ()
     try:
@@ -192,6 +206,7 @@ async def transcribe(
                                 observer=observer,
                                 replay_delivered=True,
                                 interruption=interruption,
+                                interim=show,
                             )
                         if (not outcome.ok or outcome.interrupted) and outcome.segments == 0:
                             target.unlink(missing_ok=True)
@@ -206,6 +221,7 @@ async def transcribe(
                             headers=len(paths) > 1,
                             observer=observer,
                             interruption=interruption,
+                            interim=show,
                         )
                     if not outcome.ok:
                         failures += 1
@@ -251,14 +267,21 @@ async def listen(
     vad: VadSettings | None = None,
     stdout: TextIO | None = None,
     metrics: EdgeMetrics | None = None,
+    interim: bool | None = None,
 ) -> int:
-    """Live microphone until Ctrl-C (or SIGTERM); the segment in flight is finished first."""
+    """Live microphone until Ctrl-C (or SIGTERM); the segment in flight is finished first.
+
+    ``interim``: see :func:`transcribe` (the microphone is live: text on a terminal shows them by default).
+    """
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
     loop = asyncio.get_running_loop()
+    show = wants_interim(fmt, interim, stdout, live=True)
+    if show:
+        settings = replace(settings, interim_results=True)
     try:
         async with open_uplink(settings) as uplink:
-            await _listen(uplink, device, fmt, vad, stdout, metrics)
+            await _listen(uplink, device, fmt, vad, stdout, metrics, show)
     except UplinkError as err:
         print(f"voxrelay listen: {err.message}", file=sys.stderr)
         return 1
@@ -277,6 +300,7 @@ async def _listen(
     vad: VadSettings,
     stdout: TextIO,
     metrics: EdgeMetrics | None,
+    interim: bool = False,
 ) -> None:
     from voxrelay.edge.capture.mic import MicSource
 
@@ -300,7 +324,7 @@ async def _listen(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        sink = make_sink(fmt, stdout)
+        sink = make_sink(fmt, stdout, interim=interim)
         sink.begin(mic.name)
         session_id = new_session_id("mic")
         spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name.removeprefix(MIC_PREFIX)}", label=mic.name)

@@ -24,6 +24,8 @@ def session_config(
     initial_prompt: str | None,
     hotwords: str | None,
     task: str = "transcribe",
+    interim_results: bool = False,
+    interim_interval: float = 0.0,
 ) -> pb.StreamRequest:
     return pb.StreamRequest(
         config=pb.SessionConfig(
@@ -40,6 +42,8 @@ def session_config(
                 task=wire_task(task),
             ),
             client=f"voxrelay-edge/{__version__}",
+            interim_results=interim_results,
+            interim_interval_seconds=interim_interval if interim_results else 0.0,
         )
     )
 
@@ -100,4 +104,5 @@ def to_result(msg: pb.RecognitionResult, sequence: int, latency: float, duplicat
         latency_seconds=latency,
         words=tuple(Word(w.word, w.start_seconds, w.end_seconds, w.probability) for w in msg.words),
         duplicate=duplicate,
+        final=not msg.interim,
     )

@@ -27,6 +27,10 @@ class UplinkSettings:
     hotwords: str | None = None
     # "transcribe", or "translate" (to English; the server's model must be multilingual).
     task: str = "transcribe"
+    # Ask for interim results of the segment being spoken, every interim_interval seconds of new
+    # audio (0: the server's default, 1 s).
+    interim_results: bool = False
+    interim_interval: float = 0.0
     # Audio is sent in chunks of at most this many seconds (smaller at a segment's end).
     chunk_seconds: float = 0.1
     connect_timeout: float = 10.0
@@ -57,6 +61,10 @@ class UplinkSettings:
             raise InvalidArgument(f"task: {self.task!r} is not one of transcribe, translate")
         if not self.device_id:
             raise InvalidArgument("device_id: must not be empty")
+        if self.interim_interval and not 0.5 <= self.interim_interval <= 10.0:
+            raise InvalidArgument(
+                f"interim_interval: {self.interim_interval:g} is out of range (0.5..10 s; 0 = default)"
+            )
         if not 0.01 <= self.chunk_seconds <= 2.0:
             raise InvalidArgument(f"chunk_seconds: {self.chunk_seconds} is out of range (0.01..2)")
         if self.connect_timeout <= 0 or self.result_timeout <= 0 or self.max_outage_seconds <= 0:

@@ -200,6 +200,8 @@ class StreamCall:
             )
             made_progress()
             state.changed.set()
+        elif kind == "interim":
+            self._interim(state, response.interim)
         elif kind == "error":
             error = response.error
             conn.sent_at.pop(error.segment_id, None)
@@ -224,6 +226,17 @@ class StreamCall:
             )
             state.changed.set()
 
+    @staticmethod
+    def _interim(state: SessionState, result: pb.RecognitionResult) -> None:
+        """Interim text of a segment still without its final result (asked for: never spooled)."""
+        if state.open is not None and state.open.segment_id == result.segment_id:
+            sequence = state.open.sequence
+        elif result.segment_id in state.outstanding:
+            sequence = state.outstanding[result.segment_id].segment.sequence
+        else:
+            return  # its final result is already in: an interim must not follow it
+        state.results.put_nowait(messages.to_result(result, sequence, 0.0, False))
+
     # Writing one Stream call.
 
     async def _write(self, call: grpc.aio.StreamStreamCall, state: SessionState, conn: _Connection) -> None:
@@ -238,6 +251,8 @@ class StreamCall:
             initial_prompt=s.initial_prompt,
             hotwords=s.hotwords,
             task=s.task,
+            interim_results=s.interim_results,
+            interim_interval=s.interim_interval,
         )
         try:
             await call.write(config)

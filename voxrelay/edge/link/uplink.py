@@ -100,7 +100,8 @@ class Uplink:
         return f"{self.settings.device_id}/{session_id}/{sequence}"
 
     async def session(self, session_id: str, events: AsyncIterator[SegmentEvent]) -> AsyncIterator[SegmentResult]:
-        """Send ``events`` as session ``session_id``; yield each segment's result once, as it arrives.
+        """Send ``events`` as session ``session_id``; yield each segment's result once, as it arrives
+        (and, when the settings ask for them, its interim results before it: ``final`` False).
 
         Segments of the session already in the spool (an interrupted run) are resent first; events of
         segments the spool has seen before (sequence below its ``next_sequence``) are skipped.
@@ -128,6 +129,8 @@ class Uplink:
                     raise item
                 assert isinstance(item, SegmentResult)
                 yield item
+                if not item.final:  # interim text: not kept, not counted as delivered
+                    continue
                 # The sinks have it now: only then does it leave the spool.
                 await asyncio.to_thread(spool.delivered, session_id, item)
             await asyncio.to_thread(spool.finish_session, session_id)
