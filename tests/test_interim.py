@@ -219,3 +219,14 @@ def test_json_without_interim_is_as_before() -> None:
     final = result("Hello.", True)
     assert "final" not in final.to_json()
     assert SegmentResult(**final.to_json()).final  # a result read back from the spool is final
+
+
+def test_interim_decodes_are_greedy_in_a_short_window() -> None:
+    from voxrelay.cloud.backends.base import DecodeOptions
+    from voxrelay.cloud.backends.quick import window_frames
+
+    quick = DecodeOptions(beam_size=5, word_timestamps=True, hotwords="voxrelay").for_interim()
+    assert (quick.beam_size, quick.temperature, quick.word_timestamps) == (1, 0.0, False)
+    assert quick.without_timestamps and quick.interim and quick.hotwords == "voxrelay"
+    # At least 5 s of silence after the audio, 10 s at the least, Whisper's 30 s at the most.
+    assert [window_frames(n) for n in (100, 500, 501, 1600, 2600, 3000)] == [1000, 1000, 1500, 2500, 3000, 3000]

@@ -265,7 +265,8 @@ class InferenceEngine:
                 result = outcome
             else:
                 share = inference * job.cost / total
-                self.cost.observe(work.audio_seconds, work.prompt_tokens, share)
+                if job.priority != Priority.INTERIM:  # interim decodes are quicker: not what finals cost
+                    self.cost.observe(work.audio_seconds, work.prompt_tokens, share)
                 result = Recognition(outcome, begin - work.submitted, inference, len(works), share)
             with contextlib.suppress(RuntimeError):  # the caller's event loop has closed: nobody is waiting
                 work.loop.call_soon_threadsafe(_settle, work.future, result)

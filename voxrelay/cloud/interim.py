@@ -3,9 +3,12 @@
 A session that asks for them (``SessionConfig.interim_results``) gets, after every ``interval``
 seconds of new audio of its open segment, one interim recognition of all that segment's audio so
 far. At most one runs per stream at a time, so a busy server skips updates rather than queueing
-them. They run at :attr:`~voxrelay.cloud.scheduler.Priority.INTERIM` with the cheapest options
-(:meth:`~voxrelay.cloud.backends.base.DecodeOptions.for_interim`): they never hold back a final
-result, are shed first when final work waits, and are dropped unrun two intervals after they were
+them, and after one that took t seconds in the model the next waits at least ``REST_FACTOR`` × t,
+so that a slow machine spends at most a third of its time per stream on them. They run at
+:attr:`~voxrelay.cloud.scheduler.Priority.INTERIM` with the cheapest options
+(:meth:`~voxrelay.cloud.backends.base.DecodeOptions.for_interim`; faster-whisper decodes them in a
+short window, see :mod:`voxrelay.cloud.backends.quick`): they never hold back a final result in the
+queue, are shed first when final work waits, and are dropped unrun two intervals after they were
 asked for (older text is worthless by then). Their results are never cached, monitored or reviewed.
 
 An interim's text goes out only while its segment is still open and only when it differs from the
@@ -39,6 +42,9 @@ MIN_INTERVAL = 0.5
 MAX_INTERVAL = 10.0
 # An interim not started within this many intervals of being asked for is dropped unrun.
 DEADLINE_INTERVALS = 2.0
+# After an interim that took t seconds in the model, the next waits at least this many times t: one
+# stream's interims keep the model busy at most a third of the time, however slow the machine.
+REST_FACTOR = 2.0
 
 
 def interim_interval(field: str, config: pb.SessionConfig) -> float | None:
@@ -109,6 +115,7 @@ class InterimRecognizer:
         # The segment's audio bytes, and the time, when the last interim was asked for (or it opened).
         self._asked_at_bytes = 0
         self._asked_at = 0.0
+        self._rested_at = 0.0  # monotonic time before which no interim starts (see REST_FACTOR)
         self._last_text = ""
         self._task: asyncio.Task[None] | None = None
 
@@ -127,7 +134,7 @@ class InterimRecognizer:
         now = time.monotonic()
         if state.fmt.seconds(segment.n_bytes - self._asked_at_bytes) < self.interval:
             return
-        if now - self._asked_at < self.interval:
+        if now - self._asked_at < self.interval or now < self._rested_at:
             return
         engine = segment.engine or state.engine
         if engine.automation is Automation.HUMAN:  # no model runs for this deployment
@@ -165,6 +172,7 @@ class InterimRecognizer:
                 deadline=deadline,
             )
             inference = recognition.cost or recognition.inference
+            self._rested_at = time.monotonic() + REST_FACTOR * recognition.inference
             text = recognition.transcript.text.strip()
             if segment is not self._segment:
                 outcome = "stale"

@@ -37,6 +37,9 @@ class DecodeOptions:
     temperature: float | tuple[float, ...] | None = None
     # Decode text only, without Whisper's timestamp tokens (phrases then span the whole audio).
     without_timestamps: bool = False
+    # A provisional decode of a segment's audio so far (an interim result): a backend may take a
+    # quicker path than its own (see backends.quick); never set for a final result.
+    interim: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= 10:
@@ -51,7 +54,7 @@ class DecodeOptions:
     def for_interim(self) -> DecodeOptions:
         """The cheapest decode of the same language, task and prompt, for interim text: greedy (beam 1),
         at temperature 0 without fallback, without timestamps or word timings."""
-        return replace(self, beam_size=1, temperature=0.0, word_timestamps=False, without_timestamps=True)
+        return replace(self, beam_size=1, temperature=0.0, word_timestamps=False, without_timestamps=True, interim=True)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from voxrelay.errors import BackendError, InvalidArgument, MissingDependency, Vo
 from voxrelay.models.catalogue import ResolvedModel, local_model, model_version
 
 from .base import DecodeOptions, ModelDescriptor, Phrase, Transcript, WordTiming
+from .quick import quick_decode
 
 BACKEND_NAME = "faster-whisper"
 
@@ -81,6 +82,11 @@ class FasterWhisperBackend:
             raise BackendError("the faster-whisper backend is closed")
         samples = check_audio(audio)
         language = options.language if self._multilingual else "en"
+        if options.interim and language is not None:
+            try:
+                return quick_decode(model, samples, options, language)
+            except Exception as err:
+                raise BackendError(f"faster-whisper failed on a {samples.size / 16000:.2f} s interim: {err}") from err
         try:
             segments, info = model.transcribe(
                 samples,
@@ -108,11 +114,19 @@ class FasterWhisperBackend:
         outcomes: list[Transcript | VoxrelayError] = []
         checked: list[tuple[int, np.ndarray, DecodeOptions]] = []
         for i, (audio, options) in enumerate(batch):
+            if options.interim and (options.language or not self._multilingual):  # one quick call each
+                try:
+                    outcomes.append(self.transcribe(audio, options))
+                except VoxrelayError as err:
+                    outcomes.append(err)
+                continue
             try:
                 checked.append((i, check_audio(audio), options))
                 outcomes.append(BackendError("not decoded"))
             except VoxrelayError as err:
                 outcomes.append(err)
+        if not checked:
+            return outcomes
         try:
             decoded = decoder.decode([(samples, options) for _, samples, options in checked])
         except Exception as err:
