@@ -19,7 +19,11 @@ load. Printed per condition:
 - last interim = final: the share of segments whose last interim text already read as the final one
   (words compared without case and punctuation);
 - the server's interim outcomes (sent, unchanged, dropped, stale, failed) and the model time
-  interims took, as a share of the model time of the finals (scraped from its /metrics).
+  interims took (its /metrics) as a share of the finals' (each final's batch time / batch size).
+
+Then (``--no-window-check`` skips it) the short-window interim decode against faster-whisper's own
+greedy decode in its 30-second window, both on one thread in this process, on every utterance cut
+every 2 s: how often the words agree, and the time of each.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Segment:
     interims: list[str] = field(default_factory=list)
     final: str = ""
     final_latency: float = 0.0
+    final_model: float = 0.0  # its share of the model call that decoded it (batch time / batch size)
 
 
 async def one_stream(address: str, device: str, clips: list[np.ndarray], interim: float | None) -> list[Segment]:
@@ -121,6 +126,8 @@ async def one_stream(address: str, device: str, clips: list[np.ndarray], interim
                 segment_id = response.result.segment_id if kind == "result" else response.error.segment_id
                 seg = by_id[segment_id]
                 seg.final = response.result.text if kind == "result" else f"<{response.error.code}>"
+                timings = response.result.timings
+                seg.final_model = timings.inference_seconds / max(1, timings.batch_size)
                 seg.final_latency = max(now - ended[segment_id], 1e-9)
     return segments
 
@@ -135,8 +142,6 @@ def scrape(port: int) -> dict[str, float]:
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
         elif line.startswith("voxrelay_asr_interim_inference_seconds_total{"):
             out["interim_seconds"] = out.get("interim_seconds", 0.0) + float(line.split()[-1])
-        elif line.startswith("voxrelay_asr_inference_seconds_sum{"):
-            out["final_seconds"] = out.get("final_seconds", 0.0) + float(line.split()[-1])
     return out
 
 
@@ -161,6 +166,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="off/on pairs per number of streams")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds of new audio between interims")
     parser.add_argument("--limit", type=int, help="use only the first N utterances")
+    parser.add_argument("--no-window-check", action="store_true", help="skip the short-window check")
     parser.add_argument("serve_args", nargs="*", help="extra `voxrelay serve` arguments (after --)")
     args = parser.parse_args()
     if not (args.speech / "manifest.jsonl").is_file():
@@ -198,7 +204,39 @@ def main() -> int:
         proc.terminate()
         proc.wait(30)
     report(rows, args.interval)
+    if not args.no_window_check:
+        window_check(clips)
     return 0
+
+
+def window_check(clips: list[np.ndarray]) -> None:
+    """The interim decode (short window) next to faster-whisper's greedy decode (30 s), cut by cut."""
+    from voxrelay.cloud.backends import load_backend
+    from voxrelay.cloud.backends.base import DecodeOptions
+
+    backend = load_backend("tiny.en", "faster-whisper", cpu_threads=1)
+    greedy = DecodeOptions(beam_size=1, temperature=0.0, without_timestamps=True)
+    quick = greedy.for_interim()
+    same = cuts = 0
+    times = {"short": 0.0, "30 s": 0.0}
+    for clip in clips:
+        audio = clip.astype(np.float32) / 32768
+        for cut in np.arange(1.0, audio.size / 16000, 2.0):
+            part = audio[: int(cut * 16000)]
+            texts = {}
+            for name, options in (("short", quick), ("30 s", greedy)):
+                began = time.perf_counter()
+                texts[name] = backend.transcribe(part, options).text
+                times[name] += time.perf_counter() - began
+            cuts += 1
+            same += words(texts["short"]) == words(texts["30 s"])
+    backend.close()
+    print()
+    print(
+        f"short-window interim decode vs faster-whisper greedy (30 s window), {cuts} cuts every 2 s: same words in "
+        f"{same}/{cuts} ({same / max(1, cuts):.0%}); time {times['short']:.1f} s vs {times['30 s']:.1f} s "
+        f"({times['short'] / max(times['30 s'], 1e-9):.0%})"
+    )
 
 
 def report(rows: list[tuple[int, bool, list[Segment], dict[str, float]]], interval: float) -> None:
@@ -225,7 +263,7 @@ def report(rows: list[tuple[int, bool, list[Segment], dict[str, float]]], interv
             updates = sum(len(s.interims) for s in segs) / sum(s.audio_seconds for s in segs)
             with_interim = [s for s in segs if s.interims]
             same = sum(1 for s in with_interim if words(s.interims[-1]) == words(s.final)) / max(1, len(with_interim))
-            model = server.get("interim_seconds", 0.0) / max(server.get("final_seconds", 0.0), 1e-9)
+            model = server.get("interim_seconds", 0.0) / max(sum(s.final_model for s in segs), 1e-9)
             extra = (
                 f"{pct(firsts, 50):>9.2f} {pct(firsts, 95):>6.2f} {got:>7.0%} {updates:>6.2f} {same:>10.0%} "
                 f"{model:>6.0%}"
@@ -245,7 +283,7 @@ def report(rows: list[tuple[int, bool, list[Segment], dict[str, float]]], interv
             )
             print(
                 f"  {streams} stream(s): {outcomes}; interim model time {server.get('interim_seconds', 0):.1f} s "
-                f"vs finals {server.get('final_seconds', 0):.1f} s"
+                f"vs finals {sum(s.final_model for s in segs):.1f} s"
             )
     print(
         "got one: segments of at least 1.5 intervals that got an interim; upd/s: interim texts per second of "

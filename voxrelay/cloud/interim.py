@@ -2,10 +2,11 @@
 
 A session that asks for them (``SessionConfig.interim_results``) gets, after every ``interval``
 seconds of new audio of its open segment, one interim recognition of all that segment's audio so
-far. At most one runs per stream at a time, so a busy server skips updates rather than queueing
-them, and after one that took t seconds in the model the next waits at least ``REST_FACTOR`` × t,
-so that a slow machine spends at most a third of its time per stream on them. They run at
-:attr:`~voxrelay.cloud.scheduler.Priority.INTERIM` with the cheapest options
+far. At most one runs per stream at a time and none is asked for while final work waits for a
+worker, so a busy server skips updates rather than queueing them; after one that took t seconds in
+the model the next waits at least ``REST_FACTOR`` × t, so that a slow machine spends at most a
+third of its time per stream on them. They run at :attr:`~voxrelay.cloud.scheduler.Priority.INTERIM`
+with the cheapest options
 (:meth:`~voxrelay.cloud.backends.base.DecodeOptions.for_interim`; faster-whisper decodes them in a
 short window, see :mod:`voxrelay.cloud.backends.quick`): they never hold back a final result in the
 queue, are shed first when final work waits, and are dropped unrun two intervals after they were
@@ -140,6 +141,9 @@ class InterimRecognizer:
         if engine.automation is Automation.HUMAN:  # no model runs for this deployment
             return
         self._asked_at_bytes, self._asked_at = segment.n_bytes, now
+        if engine.engine.scheduler.queued_final:  # final work waits for a worker: none is asked for
+            self._metrics.interim_done(engine.model, "dropped")
+            return
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         try:
             audio = state.fmt.decode("audio", b"".join(segment.chunks))
