@@ -37,6 +37,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,9 +275,22 @@ def report(rows: list[tuple[int, bool, list[Segment], dict[str, float]]], interv
             f"{streams:>7} {'on' if on else 'off':>7} {len(segs):>5} {p50:>9.3f} {pct(finals, 95):>6.3f} "
             f"{change:>7} {extra}"
         )
+    if any(n > 1 for n in Counter((streams, on) for streams, on, _, _ in rows).values()):
+        print()
+        print("all rounds together:")
+        for streams in dict.fromkeys(streams for streams, _, _, _ in rows):
+            pooled = {
+                on: [s.final_latency for n, o, segs, _ in rows if n == streams and o == on for s in segs]
+                for on in (False, True)
+            }
+            off, on_ = pct(pooled[False], 50), pct(pooled[True], 50)
+            print(
+                f"  {streams} stream(s): final p50 off {off:.3f} s, on {on_:.3f} s ({(on_ / off - 1) * 100:+.0f} %); "
+                f"p95 off {pct(pooled[False], 95):.3f} s, on {pct(pooled[True], 95):.3f} s"
+            )
     print()
     print("server interim outcomes (interims on):")
-    for streams, on, _, server in rows:
+    for streams, on, segs, server in rows:
         if on:
             outcomes = ", ".join(
                 f"{k} {server.get(k, 0):.0f}" for k in ("sent", "unchanged", "dropped", "stale", "failed")
