@@ -2,10 +2,11 @@
 
 Whisper's encoder always sees a 30-second window, padded with silence; on CPU it is most of the cost
 of decoding a short segment. CTranslate2 also encodes shorter windows, and Whisper reads speech
-followed by some silence in them about as well: on the dev utterances, cut every 2 s, the text of a
-window of the audio plus at least 5 s (10 s at the least, in 5 s steps) was word for word the greedy
-30-second text in 19 of 29 cuts and no worse in the others, at a third of the time. (The window must
-not end with the audio: without silence after it the decoder repeats itself.) So an interim decode
+followed by some silence in them about as well: on the dev utterances, cut every 2 s, a window of
+the audio plus at least 5 s (10 s at the least, in 5 s steps) gave the words of faster-whisper's own
+greedy decode in 30 of 48 cuts (the others differ by a word or two, either way) at half its time
+(``scripts/bench_interim.py``). The window must not end with the audio: without silence after it
+the decoder repeats itself. So an interim decode
 is one such window, greedy, without timestamps, with the segment's prompt and hotwords, and a bound
 on its length; text the decoder repeated (compression ratio above 2.4) or that is likely not speech
 is given back empty, and the interim is then skipped.
