@@ -1,15 +1,14 @@
 """A quick, provisional decode of a segment's audio so far, for interim results (faster-whisper).
 
 Whisper's encoder always sees a 30-second window, padded with silence; on CPU it is most of the cost
-of decoding a short segment. CTranslate2 also encodes shorter windows, and Whisper reads speech
-followed by some silence in them about as well: on the dev utterances, cut every 2 s, a window of
-the audio plus at least 5 s (10 s at the least, in 5 s steps) gave the words of faster-whisper's own
-greedy decode in 30 of 48 cuts (the others differ by a word or two, either way) at half its time
-(``scripts/bench_interim.py``). The window must not end with the audio: without silence after it
-the decoder repeats itself. So an interim decode
-is one such window, greedy, without timestamps, with the segment's prompt and hotwords, and a bound
-on its length; text the decoder repeated (compression ratio above 2.4) or that is likely not speech
-is given back empty, and the interim is then skipped.
+of decoding a short segment. CTranslate2 also encodes shorter windows, and Whisper still reads speech
+followed by some silence in them: on the dev utterances cut every 2 s, a window of the audio plus at
+least 5 s (10 s at the least, in 5 s steps) gave the words of faster-whisper's own greedy decode in
+30 of 48 cuts, at half its time (``scripts/bench_interim.py``). The window must not end with the
+audio: without silence after it the decoder repeats itself. So an interim decode is one such window,
+greedy, without timestamps, with the segment's prompt and hotwords, and a bound on its length; text
+the decoder repeated (compression ratio above 2.4) or that is likely not speech is given back empty,
+and the interim is then skipped.
 
 Only for English-only models or a given language (a multilingual model detecting the language takes
 faster-whisper's own path), and never for a final result: those always decode faster-whisper's way.
