@@ -230,3 +230,33 @@ def test_interim_decodes_are_greedy_in_a_short_window() -> None:
     assert quick.without_timestamps and quick.interim and quick.hotwords == "voxrelay"
     # At least 5 s of silence after the audio, 10 s at the least, Whisper's 30 s at the most.
     assert [window_frames(n) for n in (100, 500, 501, 1600, 2600, 3000)] == [1000, 1000, 1500, 2500, 3000, 3000]
+
+
+@pytest.mark.slow
+def test_paced_transcribe_on_a_terminal_rewrites_the_line(server: ServerThread) -> None:
+    import os
+    import pty
+
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is missing")
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "voxrelay", "transcribe", str(SAMPLE), "--server", server.address, "--pace", "1"]
+    with subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, cwd=ROOT) as proc:
+        os.close(follower)
+        shown = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other side closed: the command has ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(120) == 0
+    os.close(leader)
+    text = shown.decode().replace("\r\n", "\n")
+    assert CLEAR_LINE in text  # interim lines were shown and rewritten
+    finals = [line.removeprefix(CLEAR_LINE) for line in text.split("\n") if line.strip()]
+    # Once the final text is in, the line is clean: each final line stands alone after the clearing.
+    plain = voxrelay("transcribe", str(SAMPLE), "--server", server.address)
+    assert [line.rsplit(CLEAR_LINE, 1)[-1] for line in finals] == plain.stdout.splitlines()
