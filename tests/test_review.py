@@ -176,7 +176,7 @@ def test_voxrelay_review_in_a_terminal_and_the_live_wer_and_an_export_that_eval_
         assert skipped.returncode == 0 and "stays in the queue" in skipped.stdout
 
         bad = voxrelay("review", "accept", "nope", *common)
-        assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
+        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
         assert "review item 'nope' does not exist" in bad.stderr
         no_token = voxrelay("review", "list", "--server", running.address, env={"VOXRELAY_ADMIN_TOKEN": ""})
         assert no_token.returncode == 2 and "an admin token is needed" in no_token.stderr

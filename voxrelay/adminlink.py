@@ -2,7 +2,9 @@
 
 The admin token is read from ``--admin-token-file`` (its first token) or ``$VOXRELAY_ADMIN_TOKEN``;
 plaintext only to a loopback address unless ``--insecure``; ``--tls`` (system CAs) or ``--tls-ca``.
-Errors come back as one line naming what the server said.
+Errors come back as one line naming what the server said: a request the server refused (an unknown
+deployment, a weight outside 0–100, a missing or wrong token...) is a usage error (exit status 2), a server
+that cannot be reached or fails is exit status 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ from voxrelay.netaddr import is_loopback
 from voxrelay.protos import admin_grpc
 
 TOKEN_VARIABLE = "VOXRELAY_ADMIN_TOKEN"
+# What the caller asked for was refused: fix the request, not the server.
+REFUSED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +92,9 @@ def admin_stub(args: argparse.Namespace) -> Iterator[tuple[admin_grpc.AdminStub,
     try:
         yield admin_grpc.AdminStub(channel), [("authorization", f"Bearer {token}")]
     except grpc.RpcError as err:
+        code = err.code() if hasattr(err, "code") else None
+        if code in REFUSED:
+            raise InvalidArgument(describe(args.server, err)) from None
         raise VoxrelayError(describe(args.server, err)) from None
     finally:
         channel.close()
