@@ -81,8 +81,18 @@ def direct_rtf(clips: list[np.ndarray], beam_size: int) -> float:
 class Device:
     """One simulated edge device: a session of paced utterances over its own channel."""
 
-    def __init__(self, index: int, address: str, clips: list[np.ndarray], stop_at: float, outage: float) -> None:
+    def __init__(
+        self,
+        index: int,
+        address: str,
+        clips: list[np.ndarray],
+        stop_at: float,
+        outage: float,
+        session_id: str = "",
+    ) -> None:
         self.index = index
+        # A run's own session id: the server's result cache answers a segment id it has seen with the same audio.
+        self.session_id = session_id or f"load-{index:03d}"
         self.settings = UplinkSettings(
             server=address, device_id=f"load-{index:03d}", max_outage_seconds=outage, connect_timeout=30
         )
@@ -121,7 +131,7 @@ class Device:
         channel = open_channel(self.settings)
         self.uplink = Uplink(self.settings, channel)
         try:
-            async for result in self.uplink.session(f"load-{self.index:03d}", self.events()):
+            async for result in self.uplink.session(self.session_id, self.events()):
                 if result.error:
                     self.errors[result.error.split(":", 1)[0]] += 1
                 else:

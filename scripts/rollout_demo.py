@@ -214,6 +214,11 @@ def main() -> int:
         str(work / "data"),
         "--max-client-streams",
         "64",
+        # Unpaced sessions on a slow or busy machine: not refused as a flood.
+        "--max-queued-work",
+        "600",
+        "--max-client-queued-work",
+        "600",
     )
     try:
         admin = Admin(address)
