@@ -339,7 +339,10 @@ class RolloutController:
         return self.deployments[self.state.stable]
 
     def _stable_busy(self) -> bool:
-        return self.stable.engine.queued > 0
+        """A shadow decode started now could compete with the stable's: a segment waits for it, is inside
+        its model, or is still being received (it is recognised as soon as it ends)."""
+        engine = self.stable.engine
+        return engine.queued > 0 or engine.running > 0 or engine.more_coming()
 
     def _server_loaded(self) -> bool:
         return self.hooks.loaded() if self.hooks is not None else False

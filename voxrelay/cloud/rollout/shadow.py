@@ -1,12 +1,16 @@
 """The shadow: segments the stable has answered, recognised again by the candidate, only to compare.
 
 The client's result has already gone out when a segment is offered here, so nothing the shadow does
-can change or delay it. Work waits in a bounded backlog and is run one segment at a time, only while
-the stable deployment has no segment waiting for a worker; in the candidate's own scheduler it is
-``Priority.SHADOW`` (after any final work), and its model's threads run at background CPU priority
-(see :mod:`voxrelay.cloud.rollout.engines`). Under load it is the first work dropped: an offer is refused
-while the server's queued audio is past half its bound, the oldest waiting segment goes when the backlog
-is full, and a segment that waited too long is dropped rather than run late. Each outcome is counted.
+can change or delay it. Work waits in a bounded backlog and is run one segment at a time, and a shadow
+decode starts only while the stable is idle: no segment waiting for its workers, inside its model, or
+still being received on a stream (it is recognised the moment it ends). The two models then share the
+CPU only when a segment both starts and ends during one shadow decode; under steady traffic the shadow
+compares fewer segments (the others are counted as dropped) rather than slow the stable. In the
+candidate's own scheduler it is ``Priority.SHADOW`` (after any final work), and its model's threads run
+at background CPU priority (see :mod:`voxrelay.cloud.rollout.engines`). Under load it is the first work
+dropped: an offer is refused while the server's queued audio is past half its bound, the oldest waiting
+segment goes when the backlog is full, and a segment that waited too long is dropped rather than run
+late. Each outcome is counted.
 """
 
 from __future__ import annotations
