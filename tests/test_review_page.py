@@ -149,6 +149,7 @@ def test_a_reviewer_corrects_a_segment_in_the_browser(
         box.send_keys(Keys.DELETE)
         box.send_keys(corrected)
         wait.until(lambda d: "changed from the model's text" in d.find_element(By.ID, "edit-state").text)
+        assert driver.find_element(By.ID, "revert").is_enabled()
         assert driver.find_element(By.ID, "accept").text.startswith("Save correction")
         keep(driver, tmp_path, "review-page.png")
         box.send_keys(Keys.CONTROL, Keys.ENTER)
@@ -156,6 +157,7 @@ def test_a_reviewer_corrects_a_segment_in_the_browser(
         # The next segment is open; the queue has one left.
         wait.until(lambda d: d.find_element(By.ID, "text").get_attribute("value") == second.text)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue li")) == 1)
+        assert not driver.find_element(By.ID, "revert").is_enabled()  # nothing typed yet: nothing to undo
 
         # The correction is stored with the segment (seen through the Admin service) and moved the WER.
         listed = subprocess.run(

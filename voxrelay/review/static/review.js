@@ -139,6 +139,7 @@
       return;
     }
     const edits = wordEdits(original, text);
+    $("revert").disabled = text === original; // nothing to undo
     accept.firstChild.textContent = edits ? "Save correction " : "Accept ";
     accept.disabled = !text.trim();
     $("edit-state").textContent = edits ? `${edits} word${edits === 1 ? "" : "s"} changed from the model's text` : "";
