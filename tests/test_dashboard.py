@@ -140,6 +140,14 @@ def test_live_page_shows_traffic_an_alarm_and_drift(
         wait_for(lambda: updates("c-throughput") >= first + 3, "the throughput chart to update")
         wait_for(lambda: updates("c-latency") and updates("c-rtf"), "the latency and RTF charts")
         assert driver.execute_script("return document.querySelectorAll('#c-throughput canvas').length") >= 1
+        # With the pointer elsewhere, a legend shows the latest values, not dashes.
+        legend = driver.execute_script(
+            "return [...document.querySelectorAll('#c-throughput .u-series .u-value')].map(e => e.textContent)"
+        )
+        assert any(v not in ("", "–", "--") for v in legend[1:]), legend
+        # The alarms on the edges' metrics are one line, not a row each.
+        (remote,) = driver.find_elements("css selector", '#alarms tr[data-state="prometheus"]')
+        assert "e2e_latency_p95" in remote.text and "spool_drops" in remote.text
         # The reference is learned from the first 20 segments, then the drift table holds scores.
         wait_for(
             lambda: "learned from the first 20 segments" in driver.find_element("id", "drift").text,

@@ -31,7 +31,12 @@ function drawChart(id, series, points) {
   const cols = series.map(([key]) => points.map(p => (p[key] === undefined ? null : p[key])));
   const hasData = cols.some(c => c.some(v => v !== null));
   if (!hasData) {
-    if (!charts[id]) el.innerHTML = '<div class="empty-chart">no data yet: waiting for traffic</div>';
+    // Traffic without this figure (a Recognize call carries no edge measurements) is not "no traffic".
+    const traffic = points.some(p => (p.segments_per_second || 0) > 0);
+    const why = traffic
+      ? "no values: the segments so far did not carry this (edges measure it on streamed segments; Recognize calls have none)"
+      : "no data yet: waiting for traffic";
+    if (!charts[id]) el.innerHTML = `<div class="empty-chart">${why}</div>`;
     return;
   }
   const data = [xs, ...cols];
@@ -49,6 +54,9 @@ function drawChart(id, series, points) {
   } else {
     charts[id].setData(data);
   }
+  // The legend shows the latest values unless the pointer is over the chart (then the values under it).
+  const u = charts[id];
+  if (u.cursor.left === undefined || u.cursor.left < 0) u.setLegend({idx: xs.length - 1});
   el.dataset.updates = String(Number(el.dataset.updates) + 1);
   el.dataset.points = String(xs.length);
 }
@@ -74,13 +82,20 @@ const ORDER = {firing: 0, pending: 1, ok: 2, "no data": 3, prometheus: 4};
 
 function drawAlarms(alarms) {
   const rows = alarms.slice().sort((a, b) => ORDER[a.state] - ORDER[b.state]);
-  document.querySelector("#alarms tbody").innerHTML = rows.map(a => `
+  // Alarms on the edges' metrics cannot be judged here: one line naming them, not a row each.
+  const local = rows.filter(a => a.state !== "prometheus");
+  const remote = rows.filter(a => a.state === "prometheus");
+  const elsewhere = remote.length ? `
+    <tr class="alarm-other" data-state="prometheus"><td>${stateBadge("prometheus")}</td>
+      <td colspan="5">${remote.map(a => `<span data-key="${esc(a.key)}" title="${esc(a.summary)}">${esc(a.key)}</span>`).join(", ")}:
+      on the edges' metrics: evaluated by the Prometheus rules (<code>voxrelay alerts render</code>), not on this page</td></tr>` : "";
+  document.querySelector("#alarms tbody").innerHTML = local.map(a => `
     <tr class="alarm-${a.state === "firing" ? "firing" : "other"}" data-key="${esc(a.key)}" data-state="${esc(a.state)}">
       <td>${stateBadge(a.state)}</td>
       <td><b>${esc(a.key)}</b><br>${esc(a.summary)}${a.detail ? "<br><i>" + esc(a.detail) + "</i>" : ""}</td>
       <td class="num">${fmtAlarm(a, a.value)}</td><td class="num">${fmtAlarm(a, a.threshold)}</td><td>${esc(a.for)}</td>
       <td class="action">${a.state === "firing" || a.state === "pending" ? esc(a.action) : ""}</td>
-    </tr>`).join("");
+    </tr>`).join("") + elsewhere;
 }
 
 function referenceText(m) {
@@ -96,6 +111,13 @@ function drawDeployments(deployments, models) {
     <td>${esc(d.slot)}</td><td class="num">${(100 * d.share).toFixed(0)} %</td><td>${esc(d.reference)}</td></tr>`).join("");
 }
 
+function fmtP(p) {
+  // A score alarms only when it is also significant: its p-value says why a high score may not.
+  if (p === null || p === undefined) return "";
+  const text = p < 0.001 ? p.toExponential(0) : p.toFixed(3);
+  return ` <span class="p">p ${text}</span>`;
+}
+
 function drawDrift(models, settings) {
   document.getElementById("drift-hint").textContent =
     `windows of ${settings.short_window} and ${settings.long_window} segments; drift score = PSI against the reference ` +
@@ -106,7 +128,7 @@ function drawDrift(models, settings) {
       <th>now (short)</th><th>now (long)</th><th>score short</th><th>score long</th><th>alarm</th></tr></thead><tbody>
     ${m.features.map(f => `<tr class="${f.alarm ? "drifting" : ""}"><td>${esc(f.feature)}</td><td>${esc(f.side)}</td>
       <td>${esc(f.reference)}</td><td class="num">${fmt(f.short)}</td><td class="num">${fmt(f.long)}</td>
-      <td class="num">${fmt(f.score_short, 2)}</td><td class="num">${fmt(f.score_long, 2)}</td>
+      <td class="num">${fmt(f.score_short, 2)}${fmtP(f.p_short)}</td><td class="num">${fmt(f.score_long, 2)}${fmtP(f.p_long)}</td>
       <td>${f.alarm ? '<span class="badge firing">drifting</span>' : ""}</td></tr>`).join("")}
     </tbody></table>`).join("");
 }
