@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from serveproc import start_serve  # noqa: E402
 
+from voxrelay.cloud.rollout.analysis import CHECKS  # noqa: E402
 from voxrelay.cloud.rollout.router import devices_in_buckets as devices  # noqa: E402
 from voxrelay.protos import admin_grpc, admin_pb, pb, pb_grpc  # noqa: E402
 
@@ -55,7 +56,6 @@ SENTENCES = (
     "The train leaves at half past seven.",
     "Call my sister when you get home.",
 )
-CHECKS = ("error_ratio", "latency_p95", "empty_ratio", "avg_logprob", "estimated_wer", "disagreement_wer")
 began = time.monotonic()
 failures: list[str] = []
 
