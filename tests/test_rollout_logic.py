@@ -311,3 +311,16 @@ def test_spec_defaults() -> None:
     assert not Automation.PARTIAL.withholds_text
     with pytest.raises(InvalidArgument):
         RolloutConfig(deployments=(spec, spec), stable="t")
+
+
+def test_a_shadow_waits_while_the_stable_has_a_segment_queued_running_or_still_arriving() -> None:
+    from types import SimpleNamespace
+
+    from voxrelay.cloud.rollout.controller import RolloutController
+
+    def busy(queued: int = 0, running: int = 0, open_segment: bool = False) -> bool:
+        engine = SimpleNamespace(queued=queued, running=running, more_coming=lambda: open_segment)
+        return RolloutController._stable_busy(SimpleNamespace(stable=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
+
+    assert not busy()
+    assert busy(queued=1) and busy(running=1) and busy(open_segment=True)
