@@ -77,21 +77,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             str(work / "data"),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=open(work / "serve.log", "w"),  # noqa: SIM115 - lives as long as the process
         text=True,
         cwd=ROOT,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
-        raise AssertionError(f"unexpected first line {line!r}; stderr: {proc.stderr.read()}")
+        raise AssertionError(f"unexpected first line {line!r}; stderr: {(work / 'serve.log').read_text()[-2000:]}")
     try:
         yield Served(proc, line.removeprefix("listening on "), admin_file, work / "data")
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+        proc.wait(60)
+    err = (work / "serve.log").read_text()
+    assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err
 
 
