@@ -404,7 +404,7 @@ def test_the_admin_service_refuses_bad_input_with_one_line_and_changes_nothing(
         running.stop(close_engines=False)
 
 
-def test_a_shadow_model_runs_at_background_cpu_priority_and_back_when_promoted() -> None:
+def test_a_shadow_model_runs_at_background_cpu_priority_and_back_when_promoted() -> None:  # SCHED_IDLE, nice 19
     from voxrelay.cloud.rollout.engines import EngineOptions, build_engine
 
     holder = build_engine(DeploymentSpec(name="bg", model="tiny.en"), EngineOptions(), background=True)
@@ -420,11 +420,21 @@ def test_a_shadow_model_runs_at_background_cpu_priority_and_back_when_promoted()
                     continue
             return out
 
-        assert nices() == {19}
+        def policies() -> set[int]:
+            out = set()
+            for tid in holder.threads:
+                try:
+                    out.add(os.sched_getscheduler(tid))
+                except ProcessLookupError:
+                    continue
+            return out
+
+        assert nices() == {19} and policies() == {os.SCHED_IDLE}
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # only the model's threads
+        assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
         if os.geteuid() == 0:
-            assert holder.promote() and nices() == {0}
+            assert holder.promote() and nices() == {0} and policies() == {os.SCHED_OTHER}
             holder.demote()
-            assert nices() == {19}
+            assert nices() == {19} and policies() == {os.SCHED_IDLE}
     finally:
         holder.engine.close()

@@ -4,10 +4,13 @@ Each deployment has an engine of its own (its own weights in memory, scheduler a
 on the same cores compete for them, and the fair scheduler of one engine cannot hold back another's: a
 shadow's inference would slow the stable's. So the native threads a model's runtime starts
 (CTranslate2's workers and their OpenMP team) are found when it loads, and while the deployment is a
-shadow they run at nice 19: the kernel then gives them the CPU only when the stable's threads leave it
-idle. The Python threads that call into the model keep normal priority (they hold the GIL now and then;
-a starved GIL holder would hold the stable back). Raising the priority back (a shadow promoted to
-canary) needs CAP_SYS_NICE; without it the model is loaded again at normal priority.
+shadow they run under Linux's SCHED_IDLE policy (and nice 19): the kernel gives them the CPU only when
+nothing else wants it, and takes it back the moment a stable thread wakes. Nice 19 alone is not enough
+for a model's OpenMP team: each parallel region waits for its slowest thread, and a stable thread sharing
+a core with a merely low-priority one can wait a scheduler tick for it at every region. The Python
+threads that call into the model keep normal priority (they hold the GIL now and then; a starved GIL
+holder would hold the stable back). Raising the priority back (a shadow promoted to canary) needs
+CAP_SYS_NICE; without it the model is loaded again at normal priority.
 """
 
 from __future__ import annotations
@@ -47,12 +50,25 @@ def _python_threads() -> set[int]:
     return {t.native_id for t in threading.enumerate() if t.native_id is not None}
 
 
-def set_nice(threads: frozenset[int], nice: int) -> bool:
-    """Set the nice value of ``threads`` (Linux thread ids); False if lowering it is not permitted."""
+def _set_policy(tid: int, background: bool) -> None:
+    """SCHED_IDLE for a background thread, SCHED_OTHER otherwise (where the platform has them)."""
+    policy = getattr(os, "SCHED_IDLE" if background else "SCHED_OTHER", None)
+    if policy is not None and hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(tid, policy, os.sched_param(0))
+
+
+def set_background(threads: frozenset[int], background: bool) -> bool:
+    """Run ``threads`` (Linux thread ids) at background priority (SCHED_IDLE, nice 19) or back at normal
+    priority; False if that is not permitted (raising the priority needs CAP_SYS_NICE)."""
     done = True
     for tid in threads:
         try:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            if background:
+                os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
+                _set_policy(tid, True)
+            else:
+                _set_policy(tid, False)
+                os.setpriority(os.PRIO_PROCESS, tid, 0)
         except ProcessLookupError:
             continue  # the thread ended
         except PermissionError:
@@ -113,9 +129,8 @@ def load_model(spec: DeploymentSpec, options: EngineOptions, background: bool) -
 
     def run() -> None:
         try:
-            if background:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            if background:  # the runtime's threads, started by this one, inherit its priority
+                set_background(frozenset({threading.get_native_id()}), True)
             outcome.set_result(_load(spec, options))
         except BaseException as err:  # handed to the caller
             outcome.set_exception(err)
@@ -163,14 +178,14 @@ class DeploymentEngine:
     def demote(self) -> None:
         """Run the model's threads at background priority (always permitted)."""
         if not self.background and self.threads:
-            set_nice(self.threads, BACKGROUND_NICE)
+            set_background(self.threads, True)
             self.background = True
 
     def promote(self) -> bool:
         """Back to normal priority; False if not permitted (the caller loads the model again)."""
         if not self.background:
             return True
-        if set_nice(self.threads, 0):
+        if set_background(self.threads, False):
             self.background = False
             return True
         return False
