@@ -106,7 +106,8 @@ def test_deploy_add_shadow_canary_promote_rollback_remove_each_print_what_change
     assert "tiny" in before and "stable" in before and "tiny.en" in before
 
     added = served.ok("add", "green", "--model", "tiny.en", "--beam-size", "1", "--why", "greedy decoding")
-    assert "green" in added.splitlines()[0]
+    assert added.splitlines()[0].startswith("green: loaded tiny.en (faster-whisper, version ")
+    assert "beam_size=1" in added.splitlines()[0] and added.splitlines()[0].endswith(", idle")
     assert added.splitlines()[-1] == "now: tiny serves everyone"
     status = served.status()
     assert roles(status) == {"tiny": "stable", "spare": "idle", "green": "idle"}
@@ -114,6 +115,9 @@ def test_deploy_add_shadow_canary_promote_rollback_remove_each_print_what_change
     assert green["spec"]["model"] == "tiny.en" and green["spec"]["options"] == {"beam_size": 1}
 
     shadowed = served.ok("shadow", "green", "--mirror-percent", "50")
+    assert shadowed.splitlines()[0] == (
+        "green: idle → shadow of tiny, 50% of segments mirrored (results recorded, never returned)"
+    )
     assert shadowed.splitlines()[-1] == "now: tiny serves everyone; shadow green hears 50% of segments"
     assert roles(served.status())["green"] == "shadow"
 
@@ -131,11 +135,11 @@ def test_deploy_add_shadow_canary_promote_rollback_remove_each_print_what_change
     assert "recent changes:" in table and "slower ramp" in table and "greedy decoding" in table
 
     rolled = served.ok("rollback", "--why", "customers report errors")
-    assert rolled.splitlines()[-1] == "now: tiny serves everyone"
+    assert rolled.splitlines() == ["green: canary 25% → idle; tiny serves everyone", "now: tiny serves everyone"]
     assert roles(served.status()) == {"tiny": "stable", "spare": "idle", "green": "idle"}
 
     removed = served.ok("remove", "green", "--why", "done with it")
-    assert "green" in removed.splitlines()[0]
+    assert removed.splitlines() == ["green: unloaded", "now: tiny serves everyone"]
     assert roles(served.status()) == {"tiny": "stable", "spare": "idle"}
 
     audit = served.ok("audit", "-n", "50").splitlines()
