@@ -50,6 +50,20 @@ def _python_threads() -> set[int]:
     return {t.native_id for t in threading.enumerate() if t.native_id is not None}
 
 
+def thread_cpu_seconds(threads: frozenset[int]) -> dict[int, float]:
+    """CPU seconds (user + system) each of ``threads`` (Linux thread ids) has run; ended threads are left out."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out = {}
+    for tid in threads:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def _set_policy(tid: int, background: bool) -> None:
     """SCHED_IDLE for a background thread, SCHED_OTHER otherwise (where the platform has them)."""
     policy = getattr(os, "SCHED_IDLE" if background else "SCHED_OTHER", None)
