@@ -324,3 +324,13 @@ def test_a_shadow_waits_while_the_stable_has_a_segment_queued_running_or_still_a
 
     assert not busy()
     assert busy(queued=1) and busy(running=1) and busy(open_segment=True)
+
+
+def test_a_shadow_latency_is_its_own_decode_time_not_the_time_it_yielded() -> None:
+    from voxrelay.cloud.rollout.shadow import own_time
+
+    # Two model threads: the busier one's CPU time is the decode's own critical path.
+    assert own_time(5.0, {1: 10.0, 2: 3.0}, {1: 10.8, 2: 3.2}) == pytest.approx(0.8)
+    assert own_time(0.5, {1: 10.0}, {1: 11.0}) == 0.5  # never more than the wall time
+    assert own_time(2.0, {}, {}) == 2.0  # no thread figures: the wall time
+    assert own_time(2.0, {1: 1.0}, {1: 1.0}) == 2.0  # under one clock tick: the wall time
