@@ -261,6 +261,10 @@ def main() -> int:
             st.phase == "steady" and st.stable == "base" and bool(rollback) and bool(failed),
             f"the broken candidate was rolled back automatically, naming the failing check ({', '.join(failed)})",
         )
+        promoted = [e for e in admin.audit() if e.action == "auto-promote" and any("base-ja" in c for c in e.changes)]
+        for e in promoted:
+            say(f"  {e.action}: {'; '.join(e.changes)}")
+        expect(not promoted, "the broken candidate never served everyone before its rollback")
 
         # 4. blue-green under 8 paced streams
         say("blue-green: 8 devices stream 4 utterances each, paced in real time; switch base → green mid-way")
