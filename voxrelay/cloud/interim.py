@@ -36,7 +36,7 @@ from voxrelay.errors import InvalidArgument, VoxrelayError
 from voxrelay.protos import pb
 
 if TYPE_CHECKING:
-    from voxrelay.cloud.session import OpenSegment, SessionState
+    from voxrelay.cloud.segments import OpenSegment, SessionState
 
 DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL = 0.5

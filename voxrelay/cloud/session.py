@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
-from voxrelay.cloud.audio import WireFormat
-from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.interim import InterimRecognizer, interim_interval
-from voxrelay.cloud.rollout.deployment import Assignment
+from voxrelay.cloud.segments import OpenSegment, SessionState
 from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
 from voxrelay.cloud.watch import vad_features
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
 from voxrelay.errors import FailedPrecondition, InvalidArgument, LimitExceeded, Unavailable, VoxrelayError, shown
-from voxrelay.monitoring.features import VadFeatures
 from voxrelay.protos import pb
 
 log = logging.getLogger(__name__)
@@ -36,32 +31,6 @@ def check_id(field: str, value: str) -> str:
     if not value.isprintable():
         raise InvalidArgument(f"{field}: must be printable characters only")
     return value
-
-
-@dataclass
-class OpenSegment:
-    segment_id: str
-    sequence: int
-    offset: float
-    chunks: list[bytes] = field(default_factory=list)
-    n_bytes: int = 0
-    # A digest of the audio received: a resent id must carry the same audio to get the cached result.
-    digest: Any = field(default_factory=hashlib.sha256)
-    opened_at: float = field(default_factory=time.monotonic)
-    # What the edge's VAD said about it (sent with its end), for the drift monitors.
-    vad: VadFeatures | None = None
-    # The deployment it started on, which it finishes on whatever the rollout does meanwhile.
-    engine: Assignment | None = None
-
-
-@dataclass(frozen=True)
-class SessionState:
-    device_id: str
-    session_id: str
-    fmt: WireFormat
-    options: DecodeOptions
-    # The deployment serving the session now (the router's pick, or the one the client named).
-    engine: Assignment
 
 
 _DONE = object()
