@@ -238,6 +238,58 @@ def test_random_streams_keep_every_invariant_and_cover_all_confirmed_speech() ->
                 assert covered.issuperset(range(i, i + 3)), i
 
 
+# -- target length --------------------------------------------------------------------------------
+
+# TENTH with a target of 1.5 s (15 frames) and a 0.2 s (2-frame) split pause; the hangover stays 5 frames.
+TARGETED = dataclasses.replace(TENTH, target_segment_seconds=1.5, split_pause_seconds=0.2)
+
+
+def test_before_the_target_a_short_pause_stays_inside_the_segment() -> None:
+    segments, _ = run("S" * 10 + ".." + "S" * 2 + "." * 6, settings=TARGETED)
+    assert spans(segments) == [(0, 16)]
+
+
+def test_past_the_target_a_short_pause_closes_the_segment() -> None:
+    segments, log = run("S" * 16 + ".." + "S" * 4 + "." * 6, settings=TARGETED)
+    first, second = segments
+    # Speech ends at 16; the second non-speech frame (index 17) closes the segment at 16 + 2 (post-roll).
+    assert (first.start, first.end, first.speech_end, first.forced) == (0, 18, 16, False)
+    assert (17, Close(18, 16, False)) in log
+    assert (second.start, second.onset, second.end) == (18, 18, 24)
+
+
+def test_the_target_counts_up_to_the_last_speech() -> None:
+    # Speech from 0 to 14 (14 frames): the pause after it is under the target, so it is bridged.
+    segments, _ = run("S" * 14 + "..." + "S" * 3 + "." * 6, settings=TARGETED)
+    assert spans(segments) == [(0, 22)]
+
+
+def test_without_pauses_the_maximum_length_split_remains_the_last_resort() -> None:
+    segments, _ = run("S" * 45, settings=TARGETED)
+    assert [s.forced for s in segments] == [True, False]
+
+
+def test_random_streams_bridge_no_pause_the_rules_close_at() -> None:
+    rng = random.Random(11)
+    settings = dataclasses.replace(TARGETED, max_segment_seconds=4.0)
+    hangover, split_pause, target = settings.hangover_frames, settings.split_pause_frames, settings.target_segment_frames
+    for _ in range(200):
+        flags: list[bool] = []
+        while len(flags) < 300:
+            flags += [rng.random() < 0.7] * rng.choice([1, 1, 2, 3, 4, 6, 10])
+        segments, _ = run(flags, settings=settings)
+        for s in segments:
+            pause = 0
+            for i in range(s.start, s.speech_end):
+                if flags[i]:
+                    assert pause < hangover, (s, i)
+                    if i - pause - s.start >= target:  # the pause began past the target
+                        assert pause < split_pause, (s, i)
+                    pause = 0
+                elif i >= s.onset:
+                    pause += 1
+
+
 def merged(actions: list[Action]) -> list[Action]:
     """``actions`` with each run of consecutive Emits reduced to its last."""
     out: list[Action] = []
@@ -251,10 +303,19 @@ def merged(actions: list[Action]) -> list[Action]:
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 16, 33, 1000])
 @pytest.mark.parametrize("longest", [2.0, 60.0], ids=["short", "long"])
-def test_process_many_is_process_frame_after_frame_with_the_emits_merged(chunk: int, longest: float) -> None:
+@pytest.mark.parametrize("target", [1000.0, 1.2], ids=["no-target", "target"])
+def test_process_many_is_process_frame_after_frame_with_the_emits_merged(
+    chunk: int, longest: float, target: float
+) -> None:
     rng = random.Random(chunk)
     # Segments of at most 20 frames, or of up to 600 held frames (which are forgotten in batches).
-    settings = dataclasses.replace(TENTH, max_segment_seconds=longest, split_search_seconds=min(0.6, longest / 4))
+    settings = dataclasses.replace(
+        TENTH,
+        max_segment_seconds=longest,
+        split_search_seconds=min(0.6, longest / 4),
+        target_segment_seconds=target,
+        split_pause_seconds=0.2,
+    )
     for _ in range(40 if longest < 10 else 6):
         flags: list[bool] = []
         while len(flags) < (400 if longest < 10 else 2000):
@@ -284,6 +345,8 @@ def test_process_many_is_process_frame_after_frame_with_the_emits_merged(chunk: 
         ({"min_speech_seconds": 0.0}, "must be positive"),
         ({"post_roll_seconds": 2.0}, "post_roll_seconds .* cannot exceed hangover_seconds"),
         ({"max_segment_seconds": 4.0}, "max_segment_seconds .* must be longer than"),
+        ({"split_pause_seconds": 0.0}, "split_pause_seconds .* must be positive"),
+        ({"target_segment_seconds": -1.0}, "target_segment_seconds must not be negative"),
     ],
 )
 def test_settings_are_validated(changes: dict, message: str) -> None:
@@ -294,9 +357,16 @@ def test_settings_are_validated(changes: dict, message: str) -> None:
 def test_default_settings_in_frames() -> None:
     s = SegmenterSettings()
     assert s.max_segment_seconds <= 30.0  # one Whisper window
-    assert s.hangover_seconds >= 1.7  # utterances pause for up to ~1.7 s
+    assert 0.2 <= s.hangover_seconds <= 0.6  # a short endpoint pause: the user is not kept waiting
+    assert 10.0 <= s.target_segment_seconds <= 20.0 < s.max_segment_seconds
+    assert s.split_pause_seconds <= s.hangover_seconds
     assert s.post_roll_seconds <= s.hangover_seconds
     assert s.max_segment_frames == round(s.max_segment_seconds / s.frame_seconds)
+
+
+def test_the_split_pause_counts_at_most_the_hangover() -> None:
+    s = dataclasses.replace(TENTH, split_pause_seconds=2.0)
+    assert (s.split_pause_frames, s.hangover_frames) == (5, 5)
 
 
 # -- SpeechSegmenter: audio bookkeeping -----------------------------------------------------------

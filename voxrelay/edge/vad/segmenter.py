@@ -10,12 +10,17 @@ segment is streamed *while* it is being spoken:
 - **Speech.** Each new frame is emitted as it arrives.
 - **Pause.** After the last speech frame, ``post_roll_seconds`` of audio are still emitted; further
   non-speech is held back. If speech resumes, the held frames are emitted (the pause was inside the
-  utterance); once ``hangover_seconds`` of non-speech have passed, the segment closes at
-  ``last speech + post_roll`` and the held rest is dropped.
-- **Maximum length.** Within ``split_search_seconds`` of ``max_segment_seconds`` emitting is held back; at
-  the limit the segment is cut at the quietest point of the held window (lowest energy, smoothed over
-  about 0.1 s), so that the cut falls in a pause rather than in a word. The audio after the cut continues
-  as the next segment: nothing is lost or sent twice.
+  utterance); once ``hangover_seconds`` of non-speech have passed (the endpoint pause, a few hundred
+  ms), the segment closes at ``last speech + post_roll`` and the held rest is dropped. So no segment
+  bridges a pause of ``hangover_seconds`` or more.
+- **Target length.** Once a segment holds ``target_segment_seconds`` (up to its last speech), a shorter
+  pause of ``split_pause_seconds`` closes it the same way, so that long speech is cut at its pauses
+  into pieces Whisper handles well rather than running on to the maximum length.
+- **Maximum length.** The last resort, for speech without such pauses: within ``split_search_seconds``
+  of ``max_segment_seconds`` emitting is held back; at the limit the segment is cut at the quietest
+  point of the held window (lowest energy, smoothed over about 0.1 s), so that the cut falls in a pause
+  rather than in a word. The audio after the cut continues as the next segment: nothing is lost or
+  sent twice.
 
 Frame ``i`` covers audio ``[i, i + 1)`` in frame units; every ``*_frame`` bound below is exclusive at the end.
 
@@ -32,13 +37,19 @@ from dataclasses import dataclass
 
 from voxrelay.errors import InvalidArgument
 
+HANGOVER_SECONDS = 0.5
+"""The default endpoint pause (see the README for the measurements behind it)."""
+
+TARGET_SEGMENT_SECONDS = 15.0
+"""The default target length: longer segments close at the next short pause."""
+
 _SMOOTH_SECONDS = 0.1
 """Width of the moving average of the energy used to find the quietest point of a forced split."""
 
 
 @dataclass(frozen=True)
 class SegmenterSettings:
-    """Timing of the segmenter, in seconds (defaults tuned on the dev VAD bench with both VADs)."""
+    """Timing of the segmenter, in seconds (defaults measured on the dev set with both VADs, see the README)."""
 
     frame_seconds: float = 0.03
     """Duration of one VAD frame (the speech segmenter sets it from its VAD)."""
@@ -46,14 +57,20 @@ class SegmenterSettings:
     """Audio kept before a confirmed onset, so the first phoneme is not clipped."""
     min_speech_seconds: float = 0.15
     """Consecutive speech needed to confirm an onset; shorter blips do not open a segment."""
-    hangover_seconds: float = 1.8
-    """Non-speech that closes a segment; shorter pauses stay inside it (utterances pause up to ~1.7 s)."""
+    hangover_seconds: float = HANGOVER_SECONDS
+    """The endpoint pause: non-speech that closes a segment (shorter pauses stay inside it). The user
+    waits this long, plus the VAD's lag and the recognition, after they stop talking."""
     post_roll_seconds: float = 0.4
     """Audio kept after the last speech frame when a segment closes (at most ``hangover_seconds``)."""
     max_segment_seconds: float = 30.0
     """Longest segment (Whisper's window is 30 s); longer speech is split at its quietest point."""
     split_search_seconds: float = 4.0
     """Window before the maximum length that is searched for the quietest point to split at."""
+    target_segment_seconds: float = TARGET_SEGMENT_SECONDS
+    """Length after which a segment closes at the next pause of ``split_pause_seconds`` (at or above
+    ``max_segment_seconds``: never)."""
+    split_pause_seconds: float = 0.3
+    """The pause that closes a segment longer than ``target_segment_seconds``."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -64,6 +81,8 @@ class SegmenterSettings:
             "post_roll_seconds",
             "max_segment_seconds",
             "split_search_seconds",
+            "target_segment_seconds",
+            "split_pause_seconds",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -73,6 +92,10 @@ class SegmenterSettings:
         f = self.frame_seconds
         if not 0.001 <= f <= 1.0:
             raise InvalidArgument(f"segmenter frame_seconds must be between 0.001 and 1 s, got {f!r}")
+        if self.split_pause_seconds <= 0:
+            raise InvalidArgument(
+                f"segmenter split_pause_seconds ({self.split_pause_seconds}) must be positive (it counts at least one frame)"
+            )
         if self.min_speech_seconds <= 0 or self.hangover_seconds <= 0:
             raise InvalidArgument(
                 f"segmenter min_speech_seconds ({self.min_speech_seconds}) and hangover_seconds "
@@ -122,6 +145,14 @@ class SegmenterSettings:
     def split_search_frames(self) -> int:
         return self._frames(self.split_search_seconds)
 
+    @property
+    def target_segment_frames(self) -> int:
+        return self._frames(self.target_segment_seconds, "ceil")
+
+    @property
+    def split_pause_frames(self) -> int:
+        return min(max(1, self._frames(self.split_pause_seconds, "ceil")), self.hangover_frames)
+
 
 @dataclass(frozen=True)
 class Open:
@@ -165,6 +196,8 @@ class Segmenter:
         self._post_roll = s.post_roll_frames
         self._max = s.max_segment_frames
         self._search = s.split_search_frames
+        self._target = s.target_segment_frames
+        self._split_pause = s.split_pause_frames
         self._smooth_half = max(0, round(_SMOOTH_SECONDS / s.frame_seconds / 2))
         self._frame = 0  # index of the next frame
         self._floor = 0  # end of the last segment: no later segment starts before it
@@ -204,12 +237,14 @@ class Segmenter:
         frame, with each run of consecutive :class:`Emit` s merged into its last one."""
         actions: list[Action] = []
         hangover, longest, min_speech = self._hangover, self._max, self._min_speech
+        target, split_pause = self._target, self._split_pause
         frame, held_speech, held_energy = self._frame, self._held_speech, self._held_energy
         for is_speech, energy in zip(speech, energies, strict=True):
             if self._open:
                 following = frame + 1
                 speech_end = following if is_speech else self._speech_end
-                if following - speech_end < hangover and following - self._start < longest:
+                closing = split_pause if speech_end - self._start >= target else hangover
+                if following - speech_end < closing and following - self._start < longest:
                     # Neither a close nor a split: what process() does but the emit, which can wait (the
                     # horizon only moves forward, and nothing looks at it before the catch-up below).
                     frame, self._speech_end = following, speech_end
@@ -242,7 +277,7 @@ class Segmenter:
         self._held_energy.append(energy)
         if is_speech:
             self._speech_end = n + 1
-        if self._frame - self._speech_end >= self._hangover:
+        if self._frame - self._speech_end >= self._closing_pause():
             return self._close(self._pause_end(), forced=False)
         if self._frame - self._start >= self._max:
             return self._split()
@@ -275,6 +310,10 @@ class Segmenter:
         self._start = self._emitted = start
         self._speech_end = speech_end
         return [Open(start, onset), *self._emit_available()]
+
+    def _closing_pause(self) -> int:
+        """The pause that closes the open segment now: the hangover, or a shorter one past the target length."""
+        return self._split_pause if self._speech_end - self._start >= self._target else self._hangover
 
     def _pause_end(self) -> int:
         return min(self._speech_end + self._post_roll, self._frame)
