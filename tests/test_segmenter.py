@@ -272,7 +272,8 @@ def test_without_pauses_the_maximum_length_split_remains_the_last_resort() -> No
 def test_random_streams_bridge_no_pause_the_rules_close_at() -> None:
     rng = random.Random(11)
     settings = dataclasses.replace(TARGETED, max_segment_seconds=4.0)
-    hangover, split_pause, target = settings.hangover_frames, settings.split_pause_frames, settings.target_segment_frames
+    hangover, split_pause = settings.hangover_frames, settings.split_pause_frames
+    target = settings.target_segment_frames
     for _ in range(200):
         flags: list[bool] = []
         while len(flags) < 300:
@@ -591,3 +592,30 @@ def test_a_block_is_classified_in_one_call_and_sends_one_chunk_per_segment() -> 
         assert len(chunks) == len(set(chunks))  # at most one SegmentAudio per segment and block
     # 16000 samples are 33 frames and a third; the pending third completes a frame every third block.
     assert vad.calls[:4] == [33, 33, 34, 33]
+
+
+class RampVad(LevelVad):
+    """A test double with graded probabilities (RMS / 0.02, capped at 1) and hysteresis."""
+
+    name = "ramp"
+    release_threshold = 0.25
+
+    def speech_probability(self, frame: np.ndarray) -> float:
+        rms = np.sqrt(np.mean((frame.astype(np.float64) / 32768) ** 2))
+        return float(min(1.0, rms / 0.02))
+
+
+class PlainRampVad(RampVad):
+    release_threshold = RampVad.threshold
+
+
+@pytest.mark.parametrize("block", [480, 1600, 16000])
+def test_hysteresis_keeps_weaker_frames_inside_speech(block: int) -> None:
+    # Loud (probability 1) for 1 s, then 1.5 s at probability ~0.35: above the release threshold, so
+    # speech goes on through it; with a plain threshold of 0.5 it ends with the loud part.
+    audio = bursts([(0.5, 0.0), (1.0, 0.03), (1.5, 0.0098), (1.0, 0.0)])
+    settings = dataclasses.replace(SETTINGS, hangover_seconds=0.5, post_roll_seconds=0.2)
+    ((_, _, _, _, closed),) = collect(feed(audio, block, SpeechSegmenter(RampVad(), settings)))
+    assert closed.speech_end == pytest.approx(3.0, abs=0.06)
+    ((_, _, _, _, closed),) = collect(feed(audio, block, SpeechSegmenter(PlainRampVad(), settings)))
+    assert closed.speech_end == pytest.approx(1.5, abs=0.06)

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voxrelay.edge.vad.detectors import DEFAULT_VAD, SileroVad, Vad, WebRtcVad, make_vad
+from voxrelay.edge.vad.detectors import (
+    DEFAULT_VAD,
+    SileroVad,
+    Vad,
+    WebRtcVad,
+    make_vad,
+    release_threshold,
+    speech_verdicts,
+)
 from voxrelay.errors import InvalidArgument, MissingDependency
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
@@ -141,6 +149,8 @@ def test_options_are_validated() -> None:
         WebRtcVad(frame_ms=25)
     with pytest.raises(InvalidArgument, match="threshold must be a probability"):
         SileroVad(threshold=1.5)
+    with pytest.raises(InvalidArgument, match="release_threshold must be a probability above 0 and at most"):
+        SileroVad(threshold=0.5, release_threshold=0.6)
     with pytest.raises(InvalidArgument, match="no threshold"):
         make_vad("webrtc", threshold=0.5)
     with pytest.raises(InvalidArgument, match="no mode"):
@@ -234,3 +244,24 @@ def test_the_voicing_gate_holds_for_150_ms_after_the_last_voiced_frame() -> None
     # Frames 1, 3, 5, ... are measured; the last voiced one, frame 31, holds the gate open for 5 frames.
     assert np.all(gated[1:36] == 1.0)
     assert np.all(gated[36:] == 0.0)
+
+
+def test_speech_ends_below_a_lower_threshold_than_it_starts_at() -> None:
+    p = np.array([0.2, 0.45, 0.6, 0.4, 0.36, 0.34, 0.45, 0.55, 0.1])
+    verdicts, speaking = speech_verdicts(p, 0.5, 0.35, speaking=False)
+    assert verdicts.tolist() == [False, False, True, True, True, False, False, True, False]
+    assert not speaking
+    # Carried over from the frame before: a block that begins inside speech.
+    verdicts, speaking = speech_verdicts(p[3:6], 0.5, 0.35, speaking=True)
+    assert verdicts.tolist() == [True, True, False] and not speaking
+    # Without hysteresis (release at the threshold) it is the plain comparison.
+    verdicts, speaking = speech_verdicts(p, 0.5, 0.5, speaking=False)
+    assert verdicts.tolist() == (p >= 0.5).tolist() and not speaking
+    assert speech_verdicts(p[:0], 0.5, 0.35, speaking=True)[1]
+
+
+def test_silero_releases_speech_015_below_its_threshold_as_its_reference_does() -> None:
+    assert release_threshold(SileroVad()) == pytest.approx(0.35)
+    assert release_threshold(SileroVad(threshold=0.1)) == pytest.approx(0.01)
+    assert release_threshold(SileroVad(threshold=0.6, release_threshold=0.6)) == 0.6  # hysteresis off
+    assert release_threshold(WebRtcVad()) == WebRtcVad.threshold  # binary: no hysteresis

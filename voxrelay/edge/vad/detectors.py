@@ -33,7 +33,12 @@ WEBRTC_VOICING = 0.36
 bench's white and pink noise gaps, and the best bench F1 at the labelled recordings' best F1."""
 
 SILERO_DEFAULT_THRESHOLD = 0.5
-"""Silero's own default: a frame with probability >= 0.5 is speech."""
+"""Silero's own default: a frame with probability >= 0.5 starts speech."""
+
+SILERO_RELEASE_GAP = 0.15
+"""Hysteresis, as silero's reference does (``neg_threshold = threshold - 0.15``): once speech has begun,
+it goes on while the probability stays at or above ``threshold - 0.15``, so that the weaker frames of
+quiet or far-field speech stay inside it."""
 
 VAD_NAMES = ("webrtc", "silero")
 
@@ -52,7 +57,8 @@ class Vad(Protocol):
     frame_samples: int
     """Samples per decision at 16 kHz; ``speech_probability`` takes exactly this many."""
     threshold: float
-    """A frame is speech when its probability is at least this."""
+    """A frame starts speech when its probability is at least this (see :func:`speech_verdicts` for
+    an optional, lower ``release_threshold`` that ends it)."""
 
     def speech_probability(self, frame: np.ndarray) -> float:
         """The probability (0.0 or 1.0 for a binary detector) that ``frame`` holds speech."""
@@ -102,6 +108,28 @@ def frame_probabilities(vad: Vad, frames: np.ndarray) -> np.ndarray:
     if batch is not None:
         return np.asarray(batch(frames), dtype=np.float64)
     return np.array([vad.speech_probability(frame) for frame in frames], dtype=np.float64)
+
+
+def release_threshold(vad: Vad) -> float:
+    """The probability below which ``vad``'s speech ends: its ``release_threshold`` if it has one, else
+    its ``threshold`` (no hysteresis)."""
+    return float(getattr(vad, "release_threshold", vad.threshold))
+
+
+def speech_verdicts(
+    probabilities: np.ndarray, threshold: float, release: float, speaking: bool
+) -> tuple[np.ndarray, bool]:
+    """Speech verdicts for consecutive frames, with hysteresis: outside speech a frame is speech when its
+    probability is at least ``threshold``; inside speech (``speaking``: the frame before was speech), while
+    it is at least ``release``. Returns the verdicts and whether the last frame was speech."""
+    if release >= threshold or not probabilities.shape[0]:
+        verdicts = probabilities >= threshold
+        return verdicts, bool(verdicts[-1]) if verdicts.shape[0] else speaking
+    verdicts = np.empty(probabilities.shape[0], dtype=bool)
+    for i, p in enumerate(probabilities.tolist()):
+        speaking = p >= release if speaking else p >= threshold
+        verdicts[i] = speaking
+    return verdicts, speaking
 
 
 class WebRtcVad:
@@ -189,6 +217,9 @@ def silero_model_path() -> Path:
 class SileroVad:
     """Silero VAD v5 on onnxruntime, single-threaded: a probability per 512-sample (32 ms) window.
 
+    Speech starts at ``threshold`` and ends below ``release_threshold`` (default ``threshold - 0.15``,
+    see :data:`SILERO_RELEASE_GAP`); the segmenter applies both (:func:`speech_verdicts`).
+
     The model sees each window with the last 64 samples of the previous one prepended, and carries a
     (2, 1, 128) recurrent state between windows, as the reference implementation does.
     """
@@ -197,9 +228,25 @@ class SileroVad:
     frame_samples = 512
     context_samples = 64
 
-    def __init__(self, threshold: float = SILERO_DEFAULT_THRESHOLD, model_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float = SILERO_DEFAULT_THRESHOLD,
+        model_path: str | Path | None = None,
+        release_threshold: float | None = None,
+    ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold < 1.0:
             raise InvalidArgument(f"silero VAD threshold must be a probability between 0 and 1, got {threshold!r}")
+        if release_threshold is None:
+            release_threshold = max(0.01, threshold - SILERO_RELEASE_GAP)
+        if (
+            isinstance(release_threshold, bool)
+            or not isinstance(release_threshold, int | float)
+            or not 0.0 < release_threshold <= threshold
+        ):
+            raise InvalidArgument(
+                f"silero VAD release_threshold must be a probability above 0 and at most the threshold "
+                f"({threshold}), got {release_threshold!r}"
+            )
         try:
             import onnxruntime
         except ImportError as err:
@@ -221,6 +268,7 @@ class SileroVad:
                 f"silero VAD: {path} is not a Silero v5 model (inputs {sorted(names)}, expected input, state and sr)"
             )
         self.threshold = float(threshold)
+        self.release_threshold = float(release_threshold)
         self.model_path = path
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
@@ -253,7 +301,7 @@ class SileroVad:
         self._context = np.zeros(self.context_samples, dtype=np.float32)
 
     def __repr__(self) -> str:
-        return f"SileroVad(threshold={self.threshold})"
+        return f"SileroVad(threshold={self.threshold}, release_threshold={self.release_threshold:g})"
 
 
 def make_vad(name: str = "webrtc", mode: int | None = None, threshold: float | None = None) -> Vad:

@@ -94,7 +94,8 @@ class SegmenterSettings:
             raise InvalidArgument(f"segmenter frame_seconds must be between 0.001 and 1 s, got {f!r}")
         if self.split_pause_seconds <= 0:
             raise InvalidArgument(
-                f"segmenter split_pause_seconds ({self.split_pause_seconds}) must be positive (it counts at least one frame)"
+                f"segmenter split_pause_seconds ({self.split_pause_seconds}) must be positive "
+                "(it counts at least one frame)"
             )
         if self.min_speech_seconds <= 0 or self.hangover_seconds <= 0:
             raise InvalidArgument(

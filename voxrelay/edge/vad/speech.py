@@ -28,7 +28,7 @@ from voxrelay.edge.events import (
     SegmentOpened,
     VadSummary,
 )
-from voxrelay.edge.vad.detectors import Vad, frame_probabilities
+from voxrelay.edge.vad.detectors import Vad, frame_probabilities, release_threshold, speech_verdicts
 from voxrelay.edge.vad.segmenter import Close, Emit, Open, Segmenter, SegmenterSettings
 from voxrelay.errors import InvalidArgument
 
@@ -205,6 +205,7 @@ class SpeechSegmenter:
 
     def _start_stream(self) -> None:
         self._segmenter = Segmenter(self.settings)
+        self._speaking = False  # the last frame was speech (the VAD's hysteresis)
         self._origin: float | None = None  # source time of the stream's first sample
         self._pending = np.zeros(0, dtype=np.int16)  # samples short of a whole frame
         self._frames = _Retained(self._frame_samples)  # audio kept for the segmenter
@@ -269,7 +270,9 @@ class SpeechSegmenter:
         if n == 1:
             return self._process_one(frames, last_length)
         probability = frame_probabilities(self.vad, frames)
-        speech = probability >= self.vad.threshold
+        speech, self._speaking = speech_verdicts(
+            probability, self.vad.threshold, release_threshold(self.vad), self._speaking
+        )
         if self._scratch.shape[0] < n:
             self._scratch = np.empty((n, self._frame_samples), dtype=np.float64)
         x = self._scratch[:n]
@@ -293,7 +296,9 @@ class SpeechSegmenter:
     def _process_one(self, frames: np.ndarray, length: int) -> list[SegmentEvent]:
         """:meth:`_process` for a single frame (live blocks) in scalars, with the same figures."""
         probability = float(frame_probabilities(self.vad, frames)[0])
-        is_speech = probability >= self.vad.threshold
+        threshold = self.vad.threshold
+        is_speech = probability >= (min(threshold, release_threshold(self.vad)) if self._speaking else threshold)
+        self._speaking = is_speech
         if not self._scratch.shape[0]:
             self._scratch = np.empty((1, self._frame_samples), dtype=np.float64)
         x = self._scratch[0]
