@@ -20,6 +20,7 @@ from voxrelay.edge.vad.detectors import (
     release_threshold,
     speech_verdicts,
 )
+from voxrelay.edge.vad.level import LevelNormalizer
 from voxrelay.errors import InvalidArgument, MissingDependency
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
@@ -265,3 +266,34 @@ def test_silero_releases_speech_015_below_its_threshold_as_its_reference_does() 
     assert release_threshold(SileroVad(threshold=0.1)) == pytest.approx(0.01)
     assert release_threshold(SileroVad(threshold=0.6, release_threshold=0.6)) == 0.6  # hysteresis off
     assert release_threshold(WebRtcVad()) == WebRtcVad.threshold  # binary: no hysteresis
+
+
+def test_quiet_speech_is_found_by_both_vads(utterance: tuple[np.ndarray, tuple[float, float]]) -> None:
+    # The utterance 30 dB down with faint room noise: WebRTC finds it only through its level normalisation.
+    x, (start, end) = utterance
+    quiet = np.rint(x * 10 ** (-30 / 20) + noise("pink", x.shape[0] / 16000, dbfs=-75.0)).astype(np.int16)
+    for vad, found in (
+        (make_vad("silero"), True),
+        (WebRtcVad(), True),
+        (WebRtcVad(level_target_dbfs=None), False),
+    ):
+        p = probabilities(vad, quiet)
+        centres = (np.arange(p.shape[0]) + 0.5) * vad.frame_samples / 16000
+        inside = (p[(centres > start) & (centres < end)] >= vad.threshold).mean()
+        print(f"{vad!r}: {inside:.2f} of the quiet speech frames")
+        assert (inside >= 0.5) == found
+
+
+def test_level_normalisation_raises_quiet_frames_and_leaves_loud_ones() -> None:
+    norm = LevelNormalizer(480, target_dbfs=-30.0, max_gain_db=30.0, release_db_per_second=0.5)
+    loud = np.full((3, 480), 8000, dtype=np.int16)  # about -12 dBFS
+    np.testing.assert_array_equal(norm.apply(loud), loud)
+    quiet = np.full((2, 480), 80, dtype=np.int16)  # about -52 dBFS, right after the loud frames
+    assert norm.gains_db(quiet).max() == 0.0  # the followed level is still high: no gain over a pause
+    norm.reset()
+    gains = norm.gains_db(quiet)
+    np.testing.assert_allclose(gains, -30.0 - 20 * np.log10(80 / 32768), atol=0.01)  # about 22 dB up
+    norm.reset()
+    assert norm.apply(np.full((1, 480), 3, dtype=np.int16))[0, 0] == round(3 * 10 ** (30 / 20))  # at most 30 dB
+    with pytest.raises(InvalidArgument, match="target_dbfs must lie between"):
+        LevelNormalizer(480, target_dbfs=3.0)
