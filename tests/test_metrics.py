@@ -168,7 +168,7 @@ def test_a_transcription_fills_the_endpoint_and_the_metrics_file(
     total = value(e, "voxrelay_e2e_latency_seconds_sum")
     stages = {
         st: value(e, "voxrelay_e2e_stage_seconds_sum", stage=st)
-        for st in ("edge_queue", "network", "server_queue", "inference")
+        for st in ("endpoint", "edge_queue", "network", "server_queue", "inference")
     }
     assert total > 0 and sum(stages.values()) == pytest.approx(total, rel=1e-6)
     assert stages["inference"] == pytest.approx(value(s, "voxrelay_asr_inference_seconds_sum", **model), rel=1e-4)
@@ -249,13 +249,17 @@ def result(**fields: Any) -> SegmentResult:
 
 
 def test_stage_breakdown_and_the_vad_false_positive_proxy() -> None:
-    r = result(latency_seconds=1.0, queue_wait_seconds=0.25, inference_seconds=0.5)
-    assert stage_breakdown(r, edge_queue=0.125) == {
+    # 0.5 s from the end of speech to the close, then 1 s from the close to the result.
+    r = result(latency_seconds=1.5, close_to_result_seconds=1.0, queue_wait_seconds=0.25, inference_seconds=0.5)
+    stages = stage_breakdown(r, edge_queue=0.125)
+    assert stages == {
+        "endpoint": 0.5,
         "edge_queue": 0.125,
-        "network": 0.25,
+        "network": 0.125,
         "server_queue": 0.25,
         "inference": 0.5,
     }
+    assert sum(stages.values()) == r.latency_seconds
     assert judged_non_speech(result(text=""))
     assert judged_non_speech(result(no_speech_prob=0.9, avg_logprob=-1.2))
     assert not judged_non_speech(result(no_speech_prob=0.9, avg_logprob=-0.3))

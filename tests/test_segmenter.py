@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -619,3 +620,27 @@ def test_hysteresis_keeps_weaker_frames_inside_speech(block: int) -> None:
     assert closed.speech_end == pytest.approx(3.0, abs=0.06)
     ((_, _, _, _, closed),) = collect(feed(audio, block, SpeechSegmenter(PlainRampVad(), settings)))
     assert closed.speech_end == pytest.approx(1.5, abs=0.06)
+
+
+def test_a_closed_segment_says_when_its_last_speech_arrived_and_when_it_closed() -> None:
+    audio = bursts(PLAN)
+    segmenter = SpeechSegmenter(LevelVad(), dataclasses.replace(SETTINGS, hangover_seconds=0.5, post_roll_seconds=0.2))
+    block = 1600
+    calls: list[tuple[float, float, float]] = []  # (block end in the source, clock before the feed, after it)
+    closed: list[SegmentClosed] = []
+    for i in range(0, audio.shape[0], block):
+        before = time.perf_counter()
+        events = segmenter.feed(AudioBlock(audio[i : i + block], i / 16000))
+        calls.append((min(i + block, audio.shape[0]) / 16000, before, time.perf_counter()))
+        closed += [e for e in events if isinstance(e, SegmentClosed)]
+    closed += [e for e in segmenter.flush() if isinstance(e, SegmentClosed)]
+    assert len(closed) == 2
+    for c in closed:
+        assert c.speech_end_clock is not None and c.closed_clock is not None
+        # The clock of the feed that brought the audio just before speech_end ...
+        _, before, after = next(call for call in calls if call[0] >= c.speech_end - 1e-9)
+        assert before <= c.speech_end_clock <= after
+        # ... and the close came later: once the endpoint pause had passed, or at the flush.
+        assert c.closed_clock >= c.speech_end_clock
+        later = [call for call in calls if call[0] >= c.end + 0.3 - 1e-9]
+        assert c.closed_clock >= (later[0][1] if later else calls[-1][2])

@@ -57,12 +57,19 @@ class SegmentClosed:
 
     ``end`` is the source time just after its last sample; ``speech_end`` is where the VAD last heard
     speech (``end`` minus the hangover kept, or the split point of a forced split).
+
+    ``speech_end_clock`` is the ``time.perf_counter()`` at which the edge received the audio of the last
+    speech frame (the end of speech, as the user sees it: within one source block of it when the audio
+    is live), and ``closed_clock`` the one at which the segment closed; latency is measured from them
+    (None: not known, e.g. an event made by hand).
     """
 
     sequence: int
     end: float
     speech_end: float
     stats: VadSummary
+    speech_end_clock: float | None = None
+    closed_clock: float | None = None
 
 
 SegmentEvent = SegmentOpened | SegmentAudio | SegmentClosed

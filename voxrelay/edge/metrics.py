@@ -4,7 +4,9 @@
 reports through (see :mod:`voxrelay.edge.observe`). Three kinds:
 
 - **software**: VAD time per frame, the segment queue at the edge, end-to-end latency from the end of
-  speech (the segment's close) to its result with its breakdown by stage, segments in flight;
+  speech (the arrival of the segment's last speech frame) to its result with its breakdown by stage
+  (the endpoint wait until the segment closes, then edge queue, network, server queue, inference),
+  segments in flight;
 - **input**: input level and clipping, dropped and overflowed capture frames, speech ratio, segment
   durations, forced splits;
 - **output** (as the edge sees it): results by status, empty results, and a VAD false-positive proxy:
@@ -42,7 +44,7 @@ LEVEL_WINDOW_SECONDS = 1.0
 # Whisper's rule for a segment without speech: no_speech_prob above 0.6 with avg_logprob below -1.
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
-STAGES = ("edge_queue", "network", "server_queue", "inference")
+STAGES = ("endpoint", "edge_queue", "network", "server_queue", "inference")
 
 
 def judged_non_speech(result: SegmentResult) -> bool:
@@ -55,13 +57,23 @@ def judged_non_speech(result: SegmentResult) -> bool:
 
 
 def stage_breakdown(result: SegmentResult, edge_queue: float) -> dict[str, float]:
-    """Seconds per stage from the segment's close to its result; network = the rest of the round trip."""
-    network = result.latency_seconds - result.queue_wait_seconds - result.inference_seconds
+    """Seconds per stage from the end of speech to the result; they add up to ``result.latency_seconds``.
+
+    ``endpoint``: from the end of speech to the segment's close (the endpoint pause and the VAD's lag);
+    ``edge_queue``: from the close to the uplink taking it (measured by the caller); ``network``: the rest
+    of the time from the close to the result that the server did not spend queueing or recognising.
+    """
+    endpoint = max(0.0, result.latency_seconds - result.close_to_result_seconds)
+    edge_queue = min(max(0.0, edge_queue), result.close_to_result_seconds)
+    server_queue = max(0.0, result.queue_wait_seconds)
+    inference = max(0.0, result.inference_seconds)
+    network = result.latency_seconds - endpoint - edge_queue - server_queue - inference
     return {
-        "edge_queue": max(0.0, edge_queue),
+        "endpoint": endpoint,
+        "edge_queue": edge_queue,
         "network": max(0.0, network),
-        "server_queue": max(0.0, result.queue_wait_seconds),
-        "inference": max(0.0, result.inference_seconds),
+        "server_queue": server_queue,
+        "inference": inference,
     }
 
 
@@ -87,13 +99,14 @@ class EdgeMetrics:
         )
         self.e2e = Histogram(
             "voxrelay_e2e_latency_seconds",
-            "From the end of speech (the segment's close at the edge) to its final result at the edge",
+            "From the end of speech (the arrival of a segment's last speech frame) to its final result at the edge",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.stage = Histogram(
             "voxrelay_e2e_stage_seconds",
-            "End-to-end latency by stage: edge_queue, network (round trip less server time), server_queue, inference",
+            "End-to-end latency by stage: endpoint (end of speech to the segment's close), edge_queue, network "
+            "(round trip less server time), server_queue, inference",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -292,7 +305,7 @@ class SessionMetrics:
         stages = stage_breakdown(result, edge_queue or 0.0)
         for stage, seconds in stages.items():
             self.m.stage.labels(stage=stage).observe(seconds)
-        self.m.e2e.observe(stages["edge_queue"] + result.latency_seconds)
+        self.m.e2e.observe(sum(stages.values()))
 
 
 @contextlib.contextmanager

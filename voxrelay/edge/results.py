@@ -43,8 +43,11 @@ class SegmentResult:
     audio_seconds: float = 0.0
     queue_wait_seconds: float = 0.0
     inference_seconds: float = 0.0
-    # From the end of speech (the segment's close at the edge) to this result at the edge.
+    # From the end of speech (when the audio of the segment's last speech frame reached the edge) to this
+    # result at the edge: what the user waits after they stop talking. Its last part, from the segment's
+    # close at the segmenter (the endpoint pause and the VAD's lag come before it), is close_to_result_seconds.
     latency_seconds: float = 0.0
+    close_to_result_seconds: float = 0.0
     words: tuple[Word, ...] = field(default=())
     # Set when the server could not recognise the segment ("CODE: message"); text is then empty.
     error: str | None = None
@@ -70,6 +73,7 @@ class SegmentResult:
             "queue_wait_seconds",
             "inference_seconds",
             "latency_seconds",
+            "close_to_result_seconds",
         ):
             data[key] = round(data[key], 3)
         for key in ("language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "temperature"):

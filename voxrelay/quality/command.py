@@ -105,8 +105,8 @@ async def evaluate(
     )
     report["skipped"] = list(manifest.skipped)
     report["latency"]["measured"] = (
-        "from a segment's close at the edge (the end of speech, after the segmenter's hangover) to its result "
-        "at the edge; "
+        "from the end of speech (when the audio of a segment's last speech frame reached the edge) to its "
+        "result at the edge, the segmenter's endpoint wait included (stage endpoint); "
         + (
             "files read as fast as possible and segments sent one at a time, so the edge queue (a wait "
             "for the file's earlier segments that live audio does not have) is left out"

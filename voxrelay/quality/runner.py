@@ -127,7 +127,7 @@ class SegmentLog:
             stages = stage_breakdown(result, queued)
             if not self.count_edge_queue:
                 del stages["edge_queue"]
-            self.latencies.append(Latency(stages.get("edge_queue", 0.0) + result.latency_seconds, stages))
+            self.latencies.append(Latency(sum(stages.values()), stages))
 
 
 def read_audio(entry: Entry) -> np.ndarray:

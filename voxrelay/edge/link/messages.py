@@ -78,7 +78,11 @@ def end(segment_id: str, vad: VadSummary | None) -> pb.StreamRequest:
     return pb.StreamRequest(end=pb.SegmentEnd(segment_id=segment_id, vad=stats))
 
 
-def to_result(msg: pb.RecognitionResult, sequence: int, latency: float, duplicate: bool) -> SegmentResult:
+def to_result(
+    msg: pb.RecognitionResult, sequence: int, latency: float, duplicate: bool, close_to_result: float | None = None
+) -> SegmentResult:
+    """The edge's result of ``msg``: ``latency`` from the end of speech, ``close_to_result`` from the segment's
+    close at the segmenter (the same as ``latency`` when not given)."""
     return SegmentResult(
         segment_id=msg.segment_id,
         sequence=sequence,
@@ -102,6 +106,7 @@ def to_result(msg: pb.RecognitionResult, sequence: int, latency: float, duplicat
         queue_wait_seconds=msg.timings.queue_wait_seconds,
         inference_seconds=msg.timings.inference_seconds,
         latency_seconds=latency,
+        close_to_result_seconds=latency if close_to_result is None else close_to_result,
         words=tuple(Word(w.word, w.start_seconds, w.end_seconds, w.probability) for w in msg.words),
         duplicate=duplicate,
         final=not msg.interim,

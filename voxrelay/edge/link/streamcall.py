@@ -49,7 +49,9 @@ class Retry(Exception):
 @dataclass
 class Outstanding:
     segment: SpooledSegment
-    closed_at: float | None  # perf_counter() when it closed in this process (None: replayed)
+    closed_at: float | None  # perf_counter() when the uplink took it in this process (None: replayed)
+    closed_clock: float | None = None  # perf_counter() when the segmenter closed it
+    speech_end_clock: float | None = None  # perf_counter() when the audio of its last speech frame arrived
     duplicate: bool = False
     sends: int = 0
 
@@ -194,9 +196,13 @@ class StreamCall:
             if entry is None:  # already delivered (or dropped): never hand it to the sinks twice
                 self.stats.duplicate_results += 1
                 return
-            latency = time.perf_counter() - entry.closed_at if entry.closed_at is not None else 0.0
+            now = time.perf_counter()
+            closed = entry.closed_clock if entry.closed_clock is not None else entry.closed_at
+            speech_end = entry.speech_end_clock if entry.speech_end_clock is not None else closed
+            latency = now - speech_end if speech_end is not None else 0.0
+            from_close = now - closed if closed is not None else 0.0
             state.results.put_nowait(
-                messages.to_result(response.result, entry.segment.sequence, latency, entry.duplicate)
+                messages.to_result(response.result, entry.segment.sequence, latency, entry.duplicate, from_close)
             )
             made_progress()
             state.changed.set()

@@ -194,7 +194,10 @@ class Uplink:
             created=time.time(),  # wall clock: the spool's age bound must survive restarts
         )
         dropped = await asyncio.to_thread(self.spool.put, segment)
-        state.outstanding[segment.segment_id] = Outstanding(segment, time.perf_counter())
+        now = time.perf_counter()
+        closed = event.closed_clock if event.closed_clock is not None else now
+        speech_end = event.speech_end_clock if event.speech_end_clock is not None else closed
+        state.outstanding[segment.segment_id] = Outstanding(segment, now, closed, speech_end)
         state.open = None
         self.sent_segments += 1
         for victim in dropped:

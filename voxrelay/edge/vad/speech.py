@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,6 +217,10 @@ class SpeechSegmenter:
         self._segment_start = 0  # first frame of the open segment
         self._emitted = 0  # frames of the open segment before this one have been sent
         self._last_samples = self._frame_samples  # length of the newest frame (shorter after a flush)
+        # (frames classified once a block was taken, perf_counter when it arrived), oldest first: when
+        # the audio of each frame reached the edge, for latency from the end of speech.
+        self._arrivals: deque[tuple[int, float]] = deque()
+        self._fed_at = time.perf_counter()  # when the last block arrived
 
     def stats(self) -> SegmenterStats:
         """The running counters as of the last :meth:`feed` or :meth:`flush` (a frozen snapshot).
@@ -243,6 +249,9 @@ class SpeechSegmenter:
         data = np.concatenate([self._pending, samples]) if self._pending.shape[0] else samples
         size = self._frame_samples
         whole = data.shape[0] // size
+        self._fed_at = time.perf_counter()
+        if whole:
+            self._arrived(self._segmenter.frame + whole, self._fed_at)
         events = self._process(data[: whole * size].reshape(whole, size), size) if whole else []
         self._pending = data[whole * size :].copy()
         self._publish()
@@ -253,6 +262,7 @@ class SpeechSegmenter:
         events: list[SegmentEvent] = []
         if self._pending.shape[0]:
             length = self._pending.shape[0]
+            self._arrived(self._segmenter.frame + 1, self._fed_at)  # its audio came with the last block
             frame = np.zeros((1, self._frame_samples), dtype=np.int16)
             frame[0, :length] = self._pending
             events += self._process(frame, length)
@@ -263,6 +273,21 @@ class SpeechSegmenter:
         return events
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _arrived(self, frames: int, clock: float) -> None:
+        """The audio of the frames before ``frames`` arrived at ``clock``; forget arrivals no action needs."""
+        arrivals = self._arrivals
+        arrivals.append((frames, clock))
+        needed = self._segment_start if self._segmenter.is_open else self._segmenter.retain_from
+        while len(arrivals) > 1 and arrivals[0][0] <= needed:
+            arrivals.popleft()
+
+    def _arrival(self, frame_end: int) -> float | None:
+        """When the audio of frame ``frame_end - 1`` arrived (None: not recorded)."""
+        for frames, clock in self._arrivals:
+            if frames >= frame_end:
+                return clock
+        return None
 
     def _process(self, frames: np.ndarray, last_length: int) -> list[SegmentEvent]:
         """Classify and segment consecutive whole ``frames`` (the last one holds ``last_length`` samples)."""
@@ -365,7 +390,14 @@ class SpeechSegmenter:
         self._counters.segments += 1
         self._counters.forced_splits += action.forced
         self._counters.segment_seconds += end - start
-        return SegmentClosed(self._sequence, end, speech_end, summary)
+        return SegmentClosed(
+            self._sequence,
+            end,
+            speech_end,
+            summary,
+            speech_end_clock=self._arrival(action.speech_end_frame),
+            closed_clock=time.perf_counter(),
+        )
 
     def _publish(self) -> None:
         c = self._counters
