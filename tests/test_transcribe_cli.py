@@ -58,8 +58,12 @@ def test_pipeline_wer_matches_faster_whisper_direct(server: ServerThread, englis
             "no_speech_prob",
             "compression_ratio",
             "language",
+            "latency_seconds",
+            "close_to_result_seconds",
         } <= obj.keys()
         assert obj["start"] <= obj["end"]
+        # Counted from the end of speech, which comes no later than the segment's close.
+        assert obj["latency_seconds"] >= obj["close_to_result_seconds"] > 0
         texts[obj["file"]].append(obj["text"])
 
     model = WhisperModel(resolve_model("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=2)
