@@ -644,3 +644,15 @@ def test_a_closed_segment_says_when_its_last_speech_arrived_and_when_it_closed()
         assert c.closed_clock >= c.speech_end_clock
         later = [call for call in calls if call[0] >= c.end + 0.3 - 1e-9]
         assert c.closed_clock >= (later[0][1] if later else calls[-1][2])
+
+
+def test_the_endpoint_pause_is_a_vad_setting_that_keeps_the_post_roll_within_it() -> None:
+    from voxrelay.edge.agent import VadSettings
+
+    assert VadSettings(vad="webrtc").segmenter is None  # the segmenter's defaults
+    short = VadSettings(vad="webrtc", endpoint_seconds=0.1).segmenter
+    assert short is not None and (short.hangover_seconds, short.post_roll_seconds) == (0.1, 0.1)
+    long = VadSettings(vad="webrtc", endpoint_seconds=2.0).segmenter
+    assert long is not None and long.post_roll_seconds == SegmenterSettings().post_roll_seconds
+    with pytest.raises(InvalidArgument, match="--endpoint-seconds: 0 must lie between"):
+        VadSettings(vad="webrtc", endpoint_seconds=0)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from voxrelay.cli_recognizer import add_recognizer_options, check_decoding_options, embedded_options
+from voxrelay.edge.vad.segmenter import HANGOVER_SECONDS
 from voxrelay.errors import InvalidArgument
 
 
@@ -34,6 +35,12 @@ def _add_edge_options(p: argparse.ArgumentParser, *, with_pace: bool, with_spool
     )
     p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
     p.add_argument("--vad-threshold", type=float, help="silero speech probability threshold (0-1)")
+    p.add_argument(
+        "--endpoint-seconds",
+        type=float,
+        help=f"pause that ends a segment (default {HANGOVER_SECONDS:g}); longer keeps pausing talkers' "
+        "sentences whole, shorter answers sooner",
+    )
     p.add_argument("--model", help="model name (default: the server's default; embedded: tiny.en)")
     p.add_argument("--language", help="language code such as en or de (default: detect)")
     p.add_argument("--beam-size", type=int, default=0, help="beam width (default: the server's)")
@@ -222,7 +229,9 @@ def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tup
         task=args.task,
         **_link_settings(args, embedded),
     )
-    return uplink, VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
+    return uplink, VadSettings(
+        vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold, endpoint_seconds=args.endpoint_seconds
+    )
 
 
 async def _with_server(

@@ -40,7 +40,12 @@ def _run_profile(args: argparse.Namespace) -> int:
     if kind == "batch":
         profile = profile_batch(source, str(source))
     else:
-        vad = VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold)
+        vad = VadSettings(
+            vad=args.vad,
+            mode=args.vad_mode,
+            threshold=args.vad_threshold,
+            endpoint_seconds=getattr(args, "endpoint_seconds", None),
+        )
         files = audio_files(source, kind)
         profile = asyncio.run(profile_files(files, args.model, args.backend, vad, drift, kind, str(source)))
     path = profile.save(args.output)

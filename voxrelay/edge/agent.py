@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import threading
 import time
@@ -43,8 +44,19 @@ class VadSettings:
     mode: int | None = None
     threshold: float | None = None
     segmenter: SegmenterSettings | None = None
+    # The endpoint pause (the segmenter's hangover_seconds) in place of the default, when given.
+    endpoint_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.endpoint_seconds is not None:
+            e = self.endpoint_seconds
+            if isinstance(e, bool) or not isinstance(e, int | float) or not 0.05 <= e <= 10.0:
+                raise InvalidArgument(f"--endpoint-seconds: {e!r} must lie between 0.05 and 10 s")
+            base = self.segmenter or SegmenterSettings()
+            segmenter = dataclasses.replace(
+                base, hangover_seconds=float(e), post_roll_seconds=min(base.post_roll_seconds, float(e))
+            )
+            object.__setattr__(self, "segmenter", segmenter)
         if self.vad not in VADS:
             raise InvalidArgument(f"vad: {self.vad!r} is not one of {', '.join(VADS)}")
         if self.vad == "auto":

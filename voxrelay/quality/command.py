@@ -159,6 +159,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vad", choices=VADS, default=DEFAULT_VAD, help="voice activity detector (default %(default)s)")
     p.add_argument("--vad-mode", type=int, choices=(0, 1, 2, 3), help="webrtc aggressiveness (0-3)")
     p.add_argument("--vad-threshold", type=float, help="silero speech probability threshold (0-1)")
+    p.add_argument("--endpoint-seconds", type=float, help="pause that ends a segment (default: the segmenter's)")
     p.add_argument("--model", help="model name (default: the server's default; embedded: tiny.en)")
     p.add_argument("--language", help="language code passed to the recognizer (default: detect)")
     p.add_argument("--beam-size", type=int, default=0, help="beam width (default: the server's)")
@@ -205,7 +206,9 @@ def prepare(args: argparse.Namespace) -> tuple[Manifest, EvalSettings]:
         raise InvalidArgument(f"--calibration-out: {args.calibration_out!r} is a folder; give the path of a JSON file")
     check_dependencies(bool(args.plots))
     settings = EvalSettings(
-        vad=VadSettings(vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold),
+        vad=VadSettings(
+            vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold, endpoint_seconds=args.endpoint_seconds
+        ),
         pace=args.pace,
         collar=args.collar,
     )
