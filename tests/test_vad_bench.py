@@ -81,7 +81,9 @@ def test_bench_every_utterance_found_and_none_cut_in_a_word(
     gaps = [b - a for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= closing_gap]
     rolls = settings.pre_roll_seconds + settings.post_roll_seconds + 0.2
     assert report.long_gap_covered <= rolls * len(gaps) / sum(gaps), summary
-    assert report.exact.recall >= 0.98 and report.exact.precision >= 0.8, summary
+    # All the speech is sent (the fine labels, without the utterances' internal pauses, which the
+    # endpoint pause may now leave out), and little else.
+    assert report.fine.recall >= 0.98 and report.exact.precision >= 0.8, summary
 
     # The audio sent is exactly the source between each segment's offset and end.
     start, parts = 0, list[np.ndarray]()

@@ -53,14 +53,14 @@ class SegmenterSettings:
 
     frame_seconds: float = 0.03
     """Duration of one VAD frame (the speech segmenter sets it from its VAD)."""
-    pre_roll_seconds: float = 0.6
+    pre_roll_seconds: float = 0.3
     """Audio kept before a confirmed onset, so the first phoneme is not clipped."""
     min_speech_seconds: float = 0.15
     """Consecutive speech needed to confirm an onset; shorter blips do not open a segment."""
     hangover_seconds: float = HANGOVER_SECONDS
     """The endpoint pause: non-speech that closes a segment (shorter pauses stay inside it). The user
     waits this long, plus the VAD's lag and the recognition, after they stop talking."""
-    post_roll_seconds: float = 0.4
+    post_roll_seconds: float = 0.2
     """Audio kept after the last speech frame when a segment closes (at most ``hangover_seconds``)."""
     max_segment_seconds: float = 30.0
     """Longest segment (Whisper's window is 30 s); longer speech is split at its quietest point."""
