@@ -40,7 +40,7 @@ from voxrelay.errors import InvalidArgument
 HANGOVER_SECONDS = 0.5
 """The default endpoint pause (see the README for the measurements behind it)."""
 
-TARGET_SEGMENT_SECONDS = 15.0
+TARGET_SEGMENT_SECONDS = 12.0
 """The default target length: longer segments close at the next short pause."""
 
 _SMOOTH_SECONDS = 0.1
@@ -69,8 +69,9 @@ class SegmenterSettings:
     target_segment_seconds: float = TARGET_SEGMENT_SECONDS
     """Length after which a segment closes at the next pause of ``split_pause_seconds`` (at or above
     ``max_segment_seconds``: never)."""
-    split_pause_seconds: float = 0.3
-    """The pause that closes a segment longer than ``target_segment_seconds``."""
+    split_pause_seconds: float = 0.2
+    """The pause that closes a segment longer than ``target_segment_seconds`` (as the VAD sees it: a VAD
+    hears speech a little past its end, so this is about a 0.3 s pause in the audio)."""
 
     def __post_init__(self) -> None:
         for name in (
