@@ -133,16 +133,23 @@ def test_a_transcription_fills_the_endpoint_and_the_metrics_file(
     assert value(s, "voxrelay_asr_segments_total", **model, slot="stable") == segments
     assert value(e, "voxrelay_edge_results_total", status="ok") == segments
     assert value(e, "voxrelay_edge_results_total", status="error") == 0
-    assert value(s, "voxrelay_asr_empty_transcripts_total", **model) == 0
-    assert value(e, "voxrelay_vad_false_positive_segments_total", vad="webrtc") == 0
+    # With the 0.5 s endpoint, a 0.15 s noise burst 0.5 s after the JFK recording's last word is a segment
+    # of its own (the 1.8 s hangover used to bridge it into the sentence): the recognizer finds no speech
+    # in it, and the edge counts it as a likely VAD false positive. Nothing else is empty.
+    empty = value(s, "voxrelay_asr_empty_transcripts_total", **model)
+    assert empty <= 1
+    assert value(e, "voxrelay_vad_false_positive_segments_total", vad="webrtc") == empty
+    assert value(e, "voxrelay_edge_empty_results_total") == empty
     for name in ("voxrelay_asr_inference_seconds", "voxrelay_asr_queue_wait_seconds"):
         assert value(s, f"{name}_count", **model) == segments
     assert value(s, "voxrelay_asr_inference_seconds_sum", **model) > 0
-    assert value(s, "voxrelay_asr_no_speech_prob_count", **model) == segments
-    assert value(s, "voxrelay_asr_avg_logprob_count", **model) == segments
+    # Whisper's confidence is recorded for the segments with text (no phrase, no no_speech_prob).
+    spoken = segments - empty
+    assert value(s, "voxrelay_asr_no_speech_prob_count", **model) == spoken
+    assert value(s, "voxrelay_asr_avg_logprob_count", **model) == spoken
     # Clear speech: no segment's confidence falls below -1, and no_speech_prob stays under 0.6.
     assert value(s, "voxrelay_asr_avg_logprob_bucket", **model, le="-1.0") == 0
-    assert value(s, "voxrelay_asr_no_speech_prob_bucket", **model, le="0.6") == segments
+    assert value(s, "voxrelay_asr_no_speech_prob_bucket", **model, le="0.6") == spoken
     assert value(s, "voxrelay_asr_detected_language_total", model="tiny.en", language="en") == segments
     assert value(s, "voxrelay_asr_in_flight", model="tiny.en") == 0
     assert value(s, "voxrelay_asr_queue_depth", model="tiny.en") == 0
