@@ -53,7 +53,7 @@ class SegmenterSettings:
 
     frame_seconds: float = 0.03
     """Duration of one VAD frame (the speech segmenter sets it from its VAD)."""
-    pre_roll_seconds: float = 0.3
+    pre_roll_seconds: float = 0.6
     """Audio kept before a confirmed onset, so the first phoneme is not clipped."""
     min_speech_seconds: float = 0.15
     """Consecutive speech needed to confirm an onset; shorter blips do not open a segment."""
