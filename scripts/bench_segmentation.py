@@ -35,7 +35,7 @@ Systems (the rows of each group):
 
 - ``current``: voxrelay with today's ``SegmenterSettings()`` (and ``--set`` overrides);
 - ``old``: voxrelay with the segmenter values before endpointing changed (:data:`OLD_SEGMENTER`:
-  hangover 1.8 s; a field added since keeps its default);
+  hangover 1.8 s, no length-aware closing; the detectors are today's);
 - ``fw``: faster-whisper ``transcribe(vad_filter=True)`` with its default ``VadOptions``;
 - ``fw300``: the same with ``min_silence_duration_ms=300``.
 
@@ -137,8 +137,10 @@ OLD_SEGMENTER: dict[str, float] = {
     "post_roll_seconds": 0.4,
     "max_segment_seconds": 30.0,
     "split_search_seconds": 4.0,
+    "target_segment_seconds": 30.0,  # no length-aware closing: only the 30 s cap
 }
-"""The segmenter's values before endpointing was changed (fields only; a newer field keeps its default)."""
+"""The segmenter's values before endpointing was changed. The detectors are today's (silero's end-of-speech
+hysteresis and webrtc's level normalisation are not segmenter settings)."""
 
 
 # -- running the systems ------------------------------------------------------------------------
