@@ -153,13 +153,14 @@ def check_once(segments: list[dict[str, Any]], expected: list[dict[str, Any]], w
     # A beam-search decode is the same run after run in one configuration; across configurations (worker
     # threads, which segments shared a batched model call) int8 arithmetic differs in its last digits, and
     # now and then a close call between two words goes the other way. So: nearly all identical, and every
-    # one within a word or two of its counterpart (another segment's text would be far off).
+    # one close to its counterpart: at most half its words, or three, differ (another segment's text would
+    # be far off).
     identical = 0
     for s in beam:
         text = got[s["sequence"]]["text"]
         identical += text == s["text"]
         errors = word_errors(s["text"], text)
-        assert errors.errors <= max(2, 0.25 * errors.reference_words), (
+        assert errors.errors <= max(3, 0.5 * errors.reference_words), (
             f"{what}: segment {s['sequence']}: {text!r} vs {s['text']!r}"
         )
     assert identical >= 0.8 * len(beam), f"{what}: only {identical} of {len(beam)} beam-search segments read the same"

@@ -26,15 +26,15 @@ FIRST = "welcome"  # in the first sentence of the sample, the file's first resul
 
 @pytest.fixture
 def long_wav(tmp_path: Path) -> Path:
-    """The sample's first sentence and a pause, then ~60 s of its sentences back to back: the first
-    result comes out while the next segment is still being spoken (it is in flight at the SIGINT)."""
+    """The sample's first sentence and a pause, then ~55 s of its sentences back to back: the first
+    result comes out while the next segment is being spoken (it is in flight at the SIGINT)."""
     audio, rate = soundfile.read(str(SAMPLE), dtype="int16")
 
     def cut(start: float, end: float) -> np.ndarray:
         return np.asarray(audio[int(start * rate) : int(end * rate)])
 
-    first = [cut(0.0, 10.6), cut(8.8, 10.0)]  # sentence 1, then over 3 s of the sample's pause noise
-    speech = [cut(1.9, 8.8), cut(9.0, 9.3), cut(10.6, 15.7), cut(9.0, 9.3)] * 5  # pauses far under the hangover
+    first = [cut(0.0, 8.8)]  # sentence 1 and a 0.7 s pause: the segment closes at the pause
+    speech = [cut(2.0, 8.3), cut(10.6, 15.7)] * 5  # then speech with no pause near the endpoint's 0.5 s
     path = tmp_path / "long.wav"
     soundfile.write(str(path), np.concatenate(first + speech), rate, subtype="PCM_16")
     return path
@@ -63,6 +63,7 @@ def test_ctrl_c_writes_the_partial_output_with_the_segment_in_flight(long_wav: P
     else:
         proc.kill()
         raise AssertionError(f"no result before the end: {proc.communicate()[1]}")
+    time.sleep(2)  # well inside the second segment (speech goes on for 12 s or more)
     proc.send_signal(signal.SIGINT)
     _, err = finish(proc)
 
@@ -86,6 +87,7 @@ def test_ctrl_c_on_stdout_keeps_what_was_printed_and_finishes_the_segment_in_fli
         proc.kill()
         raise AssertionError(f"no result: {proc.communicate()[1]}") from None
     assert FIRST in first.lower(), first
+    time.sleep(2)  # well inside the second segment (speech goes on for 12 s or more)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=180)
     reader.join(30)
