@@ -318,17 +318,8 @@ async def _run_on_cluster(
 @contextlib.asynccontextmanager
 async def _interruptible() -> AsyncIterator[None]:
     """SIGINT and SIGTERM cancel the batch (files in flight are abandoned, finished outputs stay)."""
-    import signal
+    from voxrelay.signals import stop_signals
 
-    loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
-            handled.append(sig)
-    try:
+    with stop_signals(lambda: task.cancel() if task else None):
         yield
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)

@@ -10,7 +10,6 @@ files in flight (nothing partial is left), keeps what finished and rewrites ``su
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -37,6 +36,7 @@ from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_
 from voxrelay.edge.metrics import EdgeMetrics
 from voxrelay.edge.sinks import FORMATS
 from voxrelay.errors import AudioError, InvalidArgument, VoxrelayError
+from voxrelay.signals import stop_signals
 
 # Files in flight at once. With the embedded tiny.en on 2 cores (two inference workers), 2, 4 and 8
 # measured alike within the noise of a shared machine, and 1 far slower (scripts/bench_batch.py); 4 keeps
@@ -288,16 +288,8 @@ async def _run_interruptibly(run: BatchRun) -> None:
         # A second Ctrl-C raises KeyboardInterrupt, should stopping ever hang.
         loop.remove_signal_handler(signal.SIGINT)
 
-    handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, interrupt)
-            handled.append(sig)
-    try:
+    with stop_signals(interrupt):
         await run.run()
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
 
 
 def report_left_out(summary: Summary, reporter: Reporter) -> None:

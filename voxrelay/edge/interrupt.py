@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
 from voxrelay.edge.events import AudioBlock
+from voxrelay.signals import stop_signals
 
 T = TypeVar("T")
 
@@ -41,18 +41,11 @@ class Interruption:
         Enter it in the task that runs the work: a signal while no :meth:`run` is in progress cancels
         that task, which then sees :attr:`requested`.
         """
-        loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
-        handled = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._on_signal)
-                handled.append(sig)
         try:
-            yield
+            with stop_signals(self._on_signal):
+                yield
         finally:
-            for sig in handled:
-                loop.remove_signal_handler(sig)
             self._main = None
 
     def _on_signal(self) -> None:

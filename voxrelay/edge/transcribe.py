@@ -27,6 +27,7 @@ from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink, wants_interim
 from voxrelay.errors import AudioError, VoxrelayError
+from voxrelay.signals import stop_signals
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
@@ -275,7 +276,6 @@ async def listen(
     """
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
-    loop = asyncio.get_running_loop()
     show = wants_interim(fmt, interim, stdout, live=True)
     if show:
         settings = replace(settings, interim_results=True)
@@ -287,9 +287,6 @@ async def listen(
         return 1
     except asyncio.CancelledError:
         return 130
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     return 0
 
 
@@ -322,24 +319,23 @@ async def _listen(
             # A second Ctrl-C stops without waiting for the segment in flight.
             loop.add_signal_handler(signal.SIGINT, lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        sink = make_sink(fmt, stdout, interim=interim)
-        sink.begin(mic.name)
-        session_id = new_session_id("mic")
-        spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name.removeprefix(MIC_PREFIX)}", label=mic.name)
-        async for result in run_session(
-            uplink,
-            session_id,
-            mic.blocks(),
-            vad,
-            on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
-            observer=None if metrics is None else metrics.session(vad.vad),
-        ):
-            sink.write(result)
-        sink.end()
-        if mic.overflows or mic.dropped_frames:
-            print(f"input overflows: {mic.overflows}, dropped frames: {mic.dropped_frames}", file=sys.stderr)
+        with stop_signals(stop):
+            sink = make_sink(fmt, stdout, interim=interim)
+            sink.begin(mic.name)
+            session_id = new_session_id("mic")
+            spool.open_session(session_id, source=f"{MIC_PREFIX}{mic.name.removeprefix(MIC_PREFIX)}", label=mic.name)
+            async for result in run_session(
+                uplink,
+                session_id,
+                mic.blocks(),
+                vad,
+                on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
+                observer=None if metrics is None else metrics.session(vad.vad),
+            ):
+                sink.write(result)
+            sink.end()
+            if mic.overflows or mic.dropped_frames:
+                print(f"input overflows: {mic.overflows}, dropped frames: {mic.dropped_frames}", file=sys.stderr)
 
 
 def parse_server(value: str | Sequence[str]) -> str:
