@@ -72,9 +72,11 @@ def _set_policy(tid: int, background: bool) -> None:
 
 
 def set_background(threads: frozenset[int], background: bool) -> bool:
-    """Run ``threads`` (Linux thread ids) at background priority (SCHED_IDLE, nice 19) or back at normal
-    priority; False if that is not permitted (raising the priority needs CAP_SYS_NICE)."""
+    """Run ``threads`` (Linux thread ids) at background priority (SCHED_IDLE, nice 19) or back at the
+    process's own priority (its main thread's nice value: ``nice -n 5 voxrelay serve`` stays at 5); False
+    if that is not permitted (raising the priority needs CAP_SYS_NICE)."""
     done = True
+    normal = os.getpriority(os.PRIO_PROCESS, os.getpid())
     for tid in threads:
         try:
             if background:
@@ -82,7 +84,7 @@ def set_background(threads: frozenset[int], background: bool) -> bool:
                 _set_policy(tid, True)
             else:
                 _set_policy(tid, False)
-                os.setpriority(os.PRIO_PROCESS, tid, 0)
+                os.setpriority(os.PRIO_PROCESS, tid, normal)
         except ProcessLookupError:
             continue  # the thread ended
         except PermissionError:
