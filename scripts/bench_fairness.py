@@ -303,7 +303,9 @@ def describe(outcomes: Counter[str]) -> str:
     return ", ".join(f"{code} {n}" for code, n in outcomes.most_common()) or "-"
 
 
-async def bench(address: str, pid: int, clips: list[np.ndarray]) -> list[tuple[str, list[float], Counter, Counter]]:
+async def bench(
+    address: str, clips: list[np.ndarray], only: set[str]
+) -> list[tuple[str, list[float], Counter, Counter]]:
     short = np.asarray(clips[0][:8000]).tobytes()
     words = " ".join(["the quick brown fox jumps over the lazy dog"] * 112)[:5000]
     at_limit = " ".join(["Fellow Americans, ask what you can do."] * 24)
@@ -327,6 +329,8 @@ async def bench(address: str, pid: int, clips: list[np.ndarray]) -> list[tuple[s
     ]
     rows = []
     for name, make in conditions:
+        if only and name != "alone" and name not in only:
+            continue
         latencies, refusals, outcomes = await beside(make(), address, clips, name)
         rows.append((name, latencies, refusals, outcomes))
         print(f"  {name}: done ({len(latencies)} results)", file=sys.stderr, flush=True)
@@ -338,6 +342,9 @@ def main() -> int:
     parser.add_argument("--segments", type=int, default=8, help="utterances the good client sends per condition")
     parser.add_argument("--burst-calls", type=int, default=48)
     parser.add_argument("--burst-mb", type=float, default=23.0)
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="CONDITION", help="just this abusive client (repeatable)"
+    )
     args = parser.parse_args()
     clips = utterances(args.segments)
     seconds = [len(c) / 16000 for c in clips]
@@ -348,7 +355,7 @@ def main() -> int:
         tokens.write_text("".join(f"{token} {name}\n" for name, token in TOKENS.items()))
         proc, address = start_serve("--auth-token-file", str(tokens))
         try:
-            rows = asyncio.run(bench(address, proc.pid, clips))
+            rows = asyncio.run(bench(address, clips, set(args.only)))
             before, peak, after, codes = asyncio.run(burst(address, proc.pid, args.burst_calls, args.burst_mb))
         finally:
             proc.terminate()

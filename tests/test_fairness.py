@@ -90,6 +90,55 @@ def test_priorities_are_strict_and_batches_share_a_key() -> None:
     assert scheduler.close() == [] and scheduler.take(1) == []
 
 
+def test_a_flood_leaves_the_other_workers_to_the_other_clients() -> None:
+    scheduler = FairScheduler(workers=2)
+    scheduler.submit(Job("good", 1.0, "good-0"))
+    (served,) = scheduler.take(8)
+    scheduler.done(served)  # good is between two segments: still an active client
+    for i in range(20):
+        scheduler.submit(Job("flood", 1.0, f"flood-{i}"))
+    batch = scheduler.take(8)
+    assert [j.payload for j in batch] == ["flood-0"]  # one job of each client per batch
+    assert scheduler.take(8, timeout=0.3) == []  # the other worker waits for the other client
+    scheduler.submit(Job("good", 1.0, "good-1"))
+    assert [j.payload for j in scheduler.take(8)] == ["good-1"]  # and its batch holds none of the flood
+    scheduler.done(batch[0])
+    assert [j.payload for j in scheduler.take(8)] == ["flood-1"]  # the flood's worker came free
+
+
+def test_a_batch_takes_one_job_of_each_client_of_a_like_cost() -> None:
+    scheduler = FairScheduler(workers=4)
+    for name in ("a", "b", "c"):
+        scheduler.submit(Job(name, 1.0, f"{name}-0"))
+        scheduler.submit(Job(name, 1.0, f"{name}-1"))
+    scheduler.submit(Job("prompt", 5.0, "prompt-0"))  # a long prompt: five times the others' cost
+    scheduler.submit(Job("short", 0.4, "short-0"))  # and a call of under half their cost
+    assert [j.payload for j in scheduler.take(8)] == ["a-0", "b-0", "c-0"]
+    assert [j.payload for j in scheduler.take(8)] == ["prompt-0"]
+    assert [j.payload for j in scheduler.take(8)] == ["short-0"]
+    # Alone, a client batches all it has.
+    lone = FairScheduler(workers=2)
+    for i in range(6):
+        lone.submit(Job("only", 1.0, f"only-{i}"))
+    assert len(lone.take(8)) == 6
+
+
+def test_clients_are_charged_their_measured_time() -> None:
+    scheduler = FairScheduler()
+    for i in range(30):
+        scheduler.submit(Job("underestimated", 0.1, f"under-{i}"))
+        scheduler.submit(Job("honest", 0.5, f"honest-{i}"))
+    order = []
+    for _ in range(24):
+        (job,) = scheduler.take(1)
+        job.charged = 1.0 if job.client == "underestimated" else 0.5
+        order.append(job.client)
+        scheduler.done(job)
+    # Equal shares of measured time: two honest jobs for each underestimated one (five times as many
+    # of the underestimated ones if the estimates were believed).
+    assert 7 <= order.count("underestimated") <= 9, order
+
+
 def test_the_cost_model_learns_the_fixed_cost_of_a_call() -> None:
     model = CostModel(CostPrior(per_call=0.1, per_audio_second=0.3, per_prompt_token=0.0))
     rng = np.random.default_rng(1)

@@ -108,7 +108,7 @@ class InferenceEngine:
         self._busy_lock = threading.Lock()
         self.cost = cost or CostModel()
         # With several workers, interim work leaves one idle for a final segment that may arrive.
-        self.scheduler = FairScheduler(interim_reserve=1 if workers > 1 else 0)
+        self.scheduler = FairScheduler(interim_reserve=1 if workers > 1 else 0, workers=workers)
         # Whether more final work is on its way (segments open on streams, calls being read): only
         # then does a worker wait for a batch to fill. The service sets it.
         self.more_coming: Callable[[], bool] = lambda: False
@@ -260,11 +260,11 @@ class InferenceEngine:
         estimates = [job.cost for job in jobs]
         total = sum(estimates) or 1.0
         for job, work, outcome in zip(jobs, works, outcomes, strict=True):
+            share = job.charged = inference * job.cost / total  # what its client is charged
             result: Recognition | BaseException
             if isinstance(outcome, BaseException):
                 result = outcome
             else:
-                share = inference * job.cost / total
                 if job.priority != Priority.INTERIM:  # interim decodes are quicker: not what finals cost
                     self.cost.observe(work.audio_seconds, work.prompt_tokens, share)
                 result = Recognition(outcome, begin - work.submitted, inference, len(works), share)

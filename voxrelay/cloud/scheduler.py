@@ -9,6 +9,18 @@ client flooding the queue only ever delays another client's next job by about on
 worker. Costs come from the :class:`~voxrelay.cloud.cost.CostModel`; the scheduler also tracks each
 client's *load* (estimated seconds queued or running), which admission control reads.
 
+**Shares of the workers.** A client with jobs queued or running, or one whose last job ended less
+than ``memory`` seconds ago (a stream between two segments is still there), is *active*. With ``n``
+active clients, one client's final work runs in at most ``ceil(workers / n)`` batches at once, and a
+batch takes at most one job of each client, each of an estimated cost within ``BATCH_COST_SPREAD``
+of the batch's first job (on a CPU a batch costs about the sum of its jobs and lasts as long as its
+longest). So a flood can neither take every worker nor fill another client's batch, a long prompt
+never holds up a short segment in the same batch, and another client's next segment finds a worker
+free. A worker left idle by this waits for a share to come free (the scheduler is not
+work-conserving while another client is active); a lone client batches freely. A client's clock is
+charged its job's *measured* inference time once it is done (until then the estimate), so work the
+cost model underestimates is paid for all the same.
+
 Priorities are strict between levels (a lower number is served first) and fair within one: each
 level keeps its own virtual clocks, so work at one level neither earns nor costs a client turns at
 another. ``take`` can hand out several jobs at once that share a batch key (a worker decoding them in
@@ -25,6 +37,7 @@ Thread-safe: the event loop submits, worker threads take.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -32,6 +45,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
+
+# With several active clients, a batch's jobs cost within this factor of its first job's (estimated).
+BATCH_COST_SPREAD = 2.0
 
 
 class Priority(IntEnum):
@@ -54,6 +70,10 @@ class Job:
     batch_key: Hashable = None
     state: str = field(default="new", init=False)  # new → queued → running → done (or withdrawn)
     taken_at: float = field(default=0.0, init=False)  # perf_counter() when a worker took it
+    # Measured inference seconds (set by the worker before ``done``); the client is charged this.
+    charged: float | None = field(default=None, init=False)
+    # The batch it runs in: jobs of each client still running there (one dict shared by the batch's jobs).
+    batch: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     @property
     def counted(self) -> bool:
@@ -62,12 +82,14 @@ class Job:
 
 
 class _Client:
-    __slots__ = ("jobs", "load", "queues", "virtual")
+    __slots__ = ("batches", "jobs", "last_active", "load", "queues", "virtual")
 
     def __init__(self) -> None:
         self.virtual: dict[Priority, float] = {}
         self.load = 0.0
         self.jobs = 0  # queued or running
+        self.batches = 0  # running batches (not interim ones) holding one of its jobs
+        self.last_active = time.monotonic()
         self.queues: dict[Priority, deque[Job]] = {}
 
 
@@ -76,12 +98,16 @@ class FairScheduler:
 
     ``interim_reserve``: how many workers must stay idle (waiting in ``take``) besides the one that
     takes interim work, so that a final segment arriving meanwhile finds a worker at once.
+    ``workers``: the threads that call ``take`` (None: no share of the workers is kept);
+    ``memory``: seconds a client counts as active after its last job.
     """
 
-    def __init__(self, interim_reserve: int = 0) -> None:
-        if interim_reserve < 0:
-            raise ValueError("interim_reserve must not be negative")
+    def __init__(self, interim_reserve: int = 0, workers: int | None = None, memory: float = 30.0) -> None:
+        if interim_reserve < 0 or (workers is not None and workers < 1) or memory < 0:
+            raise ValueError("interim_reserve and memory must not be negative, workers at least 1")
         self.interim_reserve = interim_reserve
+        self.workers = workers
+        self.memory = memory
         self._cond = threading.Condition()
         self._clients: dict[str, _Client] = {}
         # The virtual time of each level: the clock of the last job handed out there.
@@ -105,6 +131,7 @@ class FairScheduler:
             client = self._clients.get(job.client)
             if client is None:
                 client = self._clients[job.client] = _Client()
+            client.last_active = time.monotonic()
             level = job.priority
             if not client.queues.get(level):  # no credit banked while idle
                 client.virtual[level] = max(client.virtual.get(level, 0.0), self._virtual.get(level, 0.0))
@@ -142,25 +169,55 @@ class FairScheduler:
         self._unload(job)
 
     def done(self, job: Job) -> None:
-        """A worker finished ``job`` (successfully or not)."""
+        """A worker finished ``job`` (successfully or not); its client is charged ``job.charged`` if set."""
         with self._cond:
             if job.state != "running":
                 return
             job.state = "done"
             self._running -= 1
+            client = self._clients[job.client]
+            if job.charged is not None:  # the measured time replaces the estimate
+                level = job.priority
+                client.virtual[level] = client.virtual.get(level, 0.0) + max(0.0, job.charged) - job.cost
+            if job.batch is not None:
+                job.batch[job.client] -= 1
+                if job.batch[job.client] == 0 and job.counted:
+                    client.batches -= 1
             self._unload(job)
+            self._cond.notify_all()  # a share of the workers may have come free
 
     def _unload(self, job: Job) -> None:
         client = self._clients[job.client]
         client.jobs -= 1
+        client.last_active = time.monotonic()
         if job.counted:
             client.load = max(0.0, client.load - job.cost)
             self._total_load = max(0.0, self._total_load - job.cost)
-        if client.jobs <= 0:
-            # Forget idle clients; the virtual time they would restart at is the global one anyway.
-            del self._clients[job.client]
-        if not self._clients:
+        if not any(c.jobs for c in self._clients.values()):
             self._total_load = 0.0
+
+    def _forget_idle(self) -> None:
+        """Drop the clients without jobs whose last one ended over ``memory`` seconds ago."""
+        horizon = time.monotonic() - self.memory
+        for name in [n for n, c in self._clients.items() if c.jobs <= 0 and c.last_active < horizon]:
+            del self._clients[name]
+
+    def _worker_share(self) -> tuple[int | None, bool]:
+        """(batches one client may run in at once, or None for any; whether several clients are active)."""
+        self._forget_idle()
+        active = max(1, len(self._clients))
+        return None if self.workers is None else math.ceil(self.workers / active), active > 1
+
+    @staticmethod
+    def _may_join(batch: list[Job], job: Job) -> bool:
+        """Whether ``job`` may join ``batch`` while several clients are active: none of its client's jobs
+        is there yet, and it costs about what the batch's first job does."""
+        if not batch:
+            return True
+        first = batch[0]
+        return not (first.batch or {}).get(job.client) and (
+            first.cost / BATCH_COST_SPREAD <= job.cost <= first.cost * BATCH_COST_SPREAD
+        )
 
     # Taking (worker threads).
 
@@ -184,18 +241,25 @@ class FairScheduler:
         with self._cond:
             self._idle += 1
             self._cond.notify_all()  # one more idle worker: interim work may have become allowed
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
-                if not self._cond.wait_for(lambda: self._closed or self._best(None) is not None, timeout):
-                    return []
-                if self._closed:
-                    return []
-                first = self._pick(None)
-                assert first is not None
+                while True:
+                    if self._closed:
+                        return []
+                    first = self._pick([])
+                    if first is not None:
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return []
+                    # Woken by new work and finished jobs; at least every second, for shares that
+                    # change as idle clients are forgotten.
+                    self._cond.wait(1.0 if remaining is None else min(1.0, remaining))
             finally:
                 self._idle -= 1
             jobs = [first]
             self._fill(jobs, max_items)
-            if len(jobs) < max_items and linger > 0 and (more_coming is None or more_coming(first)):
+            if len(jobs) < max_items and linger > 0 and (more_coming is None or more_coming(jobs[0])):
                 self._linger(jobs, max_items, linger)
             now = time.perf_counter()
             for job in jobs:
@@ -204,7 +268,7 @@ class FairScheduler:
 
     def _fill(self, jobs: list[Job], max_items: int) -> None:
         while len(jobs) < max_items:
-            more = self._pick(jobs[0])
+            more = self._pick(jobs)
             if more is None:
                 return
             jobs.append(more)
@@ -224,15 +288,22 @@ class FairScheduler:
             self._lingering.remove(key)
             self._cond.notify_all()
 
-    def _best(self, like: Job | None) -> tuple[Priority, str] | None:
-        """The level and client of the fair next job: of ``like``'s priority and batch key if given, else
-        any this worker may take (not interim work without the reserve of idle workers, not work that a
-        lingering batch is waiting for)."""
+    def _best(self, batch: list[Job]) -> tuple[Priority, str] | None:
+        """The level and client of the fair next job for ``batch``. For a new batch (``batch`` empty), any
+        job this worker may take: not interim work without the reserve of idle workers, not work that a
+        lingering batch is waiting for. For more of a batch, one of its first job's priority and batch
+        key. Either way from a client within its share of the workers, that may join the batch."""
+        like = batch[0] if batch else None
         interim_ok = self._idle - 1 >= self.interim_reserve
+        worker_share, shared = self._worker_share()
+        held = (like.batch or {}) if like is not None else {}
         best: tuple[int, float, str] | None = None
         for name, client in self._clients.items():
+            at_share = name not in held and worker_share is not None and client.batches >= worker_share
             for priority, queue in client.queues.items():
-                if not queue:
+                if not queue or (at_share and priority != Priority.INTERIM):
+                    continue
+                if shared and not self._may_join(batch, queue[0]):
                     continue
                 if like is not None:
                     if priority != like.priority or queue[0].batch_key != like.batch_key:
@@ -247,9 +318,9 @@ class FairScheduler:
                     best = rank
         return None if best is None else (Priority(best[0]), best[2])
 
-    def _pick(self, like: Job | None) -> Job | None:
-        """Dequeue the fair next job (see ``_best``)."""
-        found = self._best(like)
+    def _pick(self, batch: list[Job]) -> Job | None:
+        """Dequeue the fair next job for ``batch`` (see ``_best``) and count it in that batch."""
+        found = self._best(batch)
         if found is None:
             return None
         level, name = found
@@ -262,6 +333,10 @@ class FairScheduler:
         self._queued_interim -= level == Priority.INTERIM
         self._running += 1
         job.state = "running"
+        job.batch = batch[0].batch if batch and batch[0].batch is not None else {}
+        if not job.batch.get(name) and job.counted:
+            client.batches += 1
+        job.batch[name] = job.batch.get(name, 0) + 1
         return job
 
     def close(self) -> list[Job]:
@@ -295,7 +370,7 @@ class FairScheduler:
     def busy_clients(self) -> int:
         """Clients with work queued or running."""
         with self._cond:
-            return len(self._clients)
+            return sum(1 for client in self._clients.values() if client.jobs > 0)
 
     @property
     def queued(self) -> int:
