@@ -25,6 +25,7 @@ import pytest
 import soundfile
 
 from tests.conftest import ROOT, ServerThread, load_pcm16
+from voxrelay.quality.wer import normalize
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,9 @@ def baseline(server: ServerThread, talk: Path) -> dict[int, str]:
     )
     assert run.returncode == 0, run.stderr
     result = dict(texts(run.stdout.splitlines()))
-    assert len(result) >= 4 and "ask not" in " ".join(result[k] for k in sorted(result)).lower(), result
+    # Words compared without punctuation or case: the model may write "Ask, not!" as well as "ask not".
+    said = f" {normalize(' '.join(result[k] for k in sorted(result)))} "
+    assert len(result) >= 4 and " ask not " in said, result
     return result
 
 
