@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -129,10 +130,20 @@ def test_a_damaged_wal_rolls_nothing_back_that_was_printed(
     before = interrupted_run(server, spool, talk)
     wal = spool / "spool.sqlite3-wal"
     overwrite_middle(wal)
+    # What SQLite makes of the damaged pair, seen on a copy: the deliveries it rolled back.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("spool.sqlite3", "spool.sqlite3-wal"):
+        shutil.copy(spool / name, copy / name)
+    with contextlib.closing(sqlite3.connect(copy / "spool.sqlite3")) as db:
+        lost = len(before) - db.execute("SELECT COUNT(*) FROM delivered").fetchone()[0]
     second = Edge(server.address, spool, talk)
     code, stderr = second.finish()
     assert code == 0, stderr
     no_traceback(stderr)
+    restored = [line for line in stderr.splitlines() if "restored them from" in line]
+    assert len(restored) == (1 if lost > 0 else 0), (lost, stderr)
+    assert all(f"{lost} delivered result(s) were missing" in line for line in restored), stderr
     assert_exactly_once(before + second.lines, baseline)
 
 
