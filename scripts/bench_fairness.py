@@ -3,9 +3,10 @@
 and the server's memory under a burst of large unauthenticated requests.
 
     python scripts/bench_fairness.py                 # 8 utterances per condition (the default)
-    python scripts/bench_fairness.py --segments 12
+    python scripts/bench_fairness.py --segments 5    # quicker
+    python scripts/bench_fairness.py --only "short-call flood"   # alone, then just that abusive client
 
-Starts ``voxrelay serve`` (tiny.en, default limits, one inference worker) with a device-token file
+Starts ``voxrelay serve`` (tiny.en, default limits and workers: one per core) with a device-token file
 on a loopback port. The *good* client streams English utterances of the dev set one after another
 on one ``Stream`` session (each segment sent whole, then its end) and measures end → result. It runs
 alone, then next to each abusive client, each with its own token:

@@ -123,6 +123,21 @@ def test_a_batch_takes_one_job_of_each_client_of_a_like_cost() -> None:
     assert len(lone.take(8)) == 6
 
 
+def test_long_prompts_are_decoded_alone_and_one_at_a_time_per_client() -> None:
+    scheduler = FairScheduler(workers=3)
+    for i in range(3):
+        scheduler.submit(Job("prompt", 2.0, f"prompt-{i}", heavy=True))
+    first = scheduler.take(8)
+    assert [j.payload for j in first] == ["prompt-0"]  # alone in its batch, though it is the only client
+    assert scheduler.take(8, timeout=0.3) == []  # and its client's next long prompt waits for it
+    scheduler.submit(Job("good", 1.0, "good-0"))
+    scheduler.submit(Job("good", 1.0, "good-1", heavy=True))
+    assert [j.payload for j in scheduler.take(8)] == ["good-0"]  # a free worker for the arriving client
+    assert [j.payload for j in scheduler.take(8)] == ["good-1"]  # one of each client's long prompts runs
+    scheduler.done(first[0])
+    assert [j.payload for j in scheduler.take(8, timeout=5)] == ["prompt-1"]
+
+
 def test_clients_are_charged_their_measured_time() -> None:
     scheduler = FairScheduler()
     for i in range(30):

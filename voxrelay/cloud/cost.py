@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_COST_SECONDS = 0.01
+# A prompt (initial_prompt + hotwords) of more tokens than this makes a call *heavy*: the scheduler
+# decodes it alone, one at a time per client (a few sentences of context stay below it).
+HEAVY_PROMPT_TOKENS = 64
 
 
 @dataclass(frozen=True)

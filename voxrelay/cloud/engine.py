@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from voxrelay.cloud.backends.base import Backend, DecodeOptions, ModelDescriptor, Transcript
-from voxrelay.cloud.cost import CostModel
+from voxrelay.cloud.cost import HEAVY_PROMPT_TOKENS, CostModel
 from voxrelay.cloud.scheduler import FairScheduler, Job, Priority
 from voxrelay.errors import BackendError, Unavailable, VoxrelayError
 
@@ -178,7 +178,8 @@ class InferenceEngine:
         work = _Work(audio, options, tokens, time.perf_counter(), loop, future, deadline)
         # One key for the whole model: every segment's encoder pass batches, whatever its options; the
         # backend groups the decoder calls by their settings.
-        job = Job(client, self.cost.estimate(audio.size / SAMPLE_RATE, tokens), work, priority, batch_key=None)
+        cost = self.cost.estimate(audio.size / SAMPLE_RATE, tokens)
+        job = Job(client, cost, work, priority, batch_key=None, heavy=tokens > HEAVY_PROMPT_TOKENS)
         try:
             self.scheduler.submit(job)
         except RuntimeError:

@@ -19,7 +19,9 @@ never holds up a short segment in the same batch, and another client's next segm
 free. A worker left idle by this waits for a share to come free (the scheduler is not
 work-conserving while another client is active); a lone client batches freely. A client's clock is
 charged its job's *measured* inference time once it is done (until then the estimate), so work the
-cost model underestimates is paid for all the same.
+cost model underestimates is paid for all the same. A *heavy* job (a long prompt: many decoder steps
+per token of output) is decoded alone, and one client runs one of them at a time, whoever else is
+there: a client that arrives finds a worker that no long prompt holds.
 
 Priorities are strict between levels (a lower number is served first) and fair within one: each
 level keeps its own virtual clocks, so work at one level neither earns nor costs a client turns at
@@ -68,6 +70,8 @@ class Job:
     priority: Priority = Priority.FINAL
     # Jobs with equal keys may be decoded together in one call (same model and options).
     batch_key: Hashable = None
+    # A long prompt: decoded alone, one at a time per client.
+    heavy: bool = False
     state: str = field(default="new", init=False)  # new → queued → running → done (or withdrawn)
     taken_at: float = field(default=0.0, init=False)  # perf_counter() when a worker took it
     # Measured inference seconds (set by the worker before ``done``); the client is charged this.
@@ -82,13 +86,14 @@ class Job:
 
 
 class _Client:
-    __slots__ = ("batches", "jobs", "last_active", "load", "queues", "virtual")
+    __slots__ = ("batches", "heavy", "jobs", "last_active", "load", "queues", "virtual")
 
     def __init__(self) -> None:
         self.virtual: dict[Priority, float] = {}
         self.load = 0.0
         self.jobs = 0  # queued or running
         self.batches = 0  # running batches (not interim ones) holding one of its jobs
+        self.heavy = 0  # heavy jobs running
         self.last_active = time.monotonic()
         self.queues: dict[Priority, deque[Job]] = {}
 
@@ -183,6 +188,7 @@ class FairScheduler:
                 job.batch[job.client] -= 1
                 if job.batch[job.client] == 0 and job.counted:
                     client.batches -= 1
+            client.heavy -= job.heavy
             self._unload(job)
             self._cond.notify_all()  # a share of the workers may have come free
 
@@ -267,7 +273,7 @@ class FairScheduler:
             return jobs
 
     def _fill(self, jobs: list[Job], max_items: int) -> None:
-        while len(jobs) < max_items:
+        while len(jobs) < max_items and not jobs[0].heavy:
             more = self._pick(jobs)
             if more is None:
                 return
@@ -303,6 +309,8 @@ class FairScheduler:
             for priority, queue in client.queues.items():
                 if not queue or (at_share and priority != Priority.INTERIM):
                     continue
+                if queue[0].heavy and (client.heavy or batch):  # alone, one at a time per client
+                    continue
                 if shared and not self._may_join(batch, queue[0]):
                     continue
                 if like is not None:
@@ -336,6 +344,7 @@ class FairScheduler:
         job.batch = batch[0].batch if batch and batch[0].batch is not None else {}
         if not job.batch.get(name) and job.counted:
             client.batches += 1
+        client.heavy += job.heavy
         job.batch[name] = job.batch.get(name, 0) + 1
         return job
 
