@@ -51,6 +51,7 @@ from serveproc import start_serve  # noqa: E402
 from voxrelay.protos import pb, pb_grpc  # noqa: E402
 
 TOKENS = {name: f"{name}-token-{'0123456789abcdef' * 2}" for name in ("good", "idle", "trickle", "flood", "prompt")}
+SETTLE_SECONDS = 10.0
 BIG_SEND = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
@@ -263,6 +264,8 @@ async def beside(
                 await asyncio.wait_for(task, 30)
             except (asyncio.TimeoutError, grpc.aio.AioRpcError):
                 task.cancel()
+            # What the abuser left queued or running drains before the next condition (and the burst).
+            await asyncio.sleep(SETTLE_SECONDS)
     return latencies, refusals, abuser.outcomes if abuser is not None else Counter()
 
 
