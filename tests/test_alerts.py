@@ -188,6 +188,15 @@ CASES: dict[str, tuple[list[dict[str, str]], dict[str, str], list[dict[str, str]
             ),
         ],
     ),
+    "edge_input_drift": (
+        [series("voxrelay_edge_drift_alarm", {**EDGE, "feature": "stream_level_dbfs"}, "0x2 1x38")],
+        {**EDGE, "feature": "stream_level_dbfs"},
+        [
+            series("voxrelay_edge_drift_alarm", {**EDGE, "feature": "stream_level_dbfs"}, "0x40"),
+            # An alarm that cleared after a minute is not firing 2 minutes later.
+            series("voxrelay_edge_drift_alarm", {**EDGE, "feature": "bandwidth_db"}, "1x1 0x39"),
+        ],
+    ),
     "estimated_wer": (
         [series("voxrelay_asr_estimated_wer", {**SERVER, "model": "tiny.en"}, "0.5x40")],
         {**SERVER, "model": "tiny.en"},

@@ -143,6 +143,7 @@ def test_the_edge_shows_its_stages_as_folders() -> None:
     loose = {p.stem for p in edge.glob("*.py")} - {"__init__"}
     assert loose <= {
         "agent",
+        "drift",
         "events",
         "interrupt",
         "metrics",

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 from voxrelay.cloud.backends.base import ModelDescriptor
 from voxrelay.cloud.watch import assign_profiles
 from voxrelay.errors import InvalidArgument
-from voxrelay.monitoring import stats
+from voxrelay.monitoring import binning, stats
 from voxrelay.monitoring.detector import DriftDetector
 from voxrelay.monitoring.features import SegmentObservation, audio_features, extract
 from voxrelay.monitoring.monitor import Monitor
@@ -36,7 +36,7 @@ def test_ks_matches_scipy_and_the_binomial_test_is_conservative() -> None:
 
 
 def test_a_window_keeps_the_last_values_in_order() -> None:
-    w = stats.Window(3)
+    w = binning.Window(3)
     for v in (1, 2, 3, 4):
         w.add(v)
     assert w.values().tolist() == [2.0, 3.0, 4.0] and w.count == 3

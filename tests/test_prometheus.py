@@ -1,8 +1,9 @@
 """A real Prometheus (Debian's) on a loopback port scrapes a real `voxrelay serve` and an edge's
-`--metrics-port` with the rendered alert rules. Real speech teaches the recognizer its reference; the
-same speech at −30 dB then fires VoxrelayInputDrift for level_dbfs while every other alert stays
-quiet; meanwhile every panel query of the Grafana dashboard returns data. Prometheus, the server and
-the edge are stopped by their PIDs."""
+`--metrics-port` with the rendered alert rules. Real speech teaches the recognizer its reference (and
+is the edge's own reference, made by `voxrelay profile --edge`); the same speech at −30 dB then fires
+VoxrelayInputDrift for level_dbfs and VoxrelayEdgeInputDrift for the edge's level while every other
+alert stays quiet; meanwhile every panel query of the Grafana dashboard returns data. Prometheus, the
+server and the edge are stopped by their PIDs."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import soundfile
 
 from tests.conftest import ROOT, load_pcm16
 from tests.test_dashboard import start_serve
+from voxrelay.cli import main
 from voxrelay.monitoring.alerts import write_rules
 from voxrelay.monitoring.grafana import dashboard, queries
 from voxrelay.monitoring.thresholds import load_thresholds
@@ -41,6 +43,7 @@ drift:
 alerts:
   input_drift: {for: 0s}
   output_drift: {for: 0s}
+  edge_input_drift: {for: 0s}
   error_ratio: {for: 0s}
   empty_transcript_ratio: {for: 0s}
   real_time_factor: {for: 0s}
@@ -73,7 +76,7 @@ def speech_file(path: Path, utterances: list[np.ndarray], gain_db: float, repeat
     return path
 
 
-def edge(wav: Path, server: str, port: int, pace: float) -> subprocess.Popen[str]:
+def edge(wav: Path, server: str, port: int, pace: float, *drift: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -92,6 +95,7 @@ def edge(wav: Path, server: str, port: int, pace: float) -> subprocess.Popen[str
             str(port),
             "--device-id",
             "test-edge",
+            *drift,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -117,8 +121,12 @@ def test_real_prometheus_fires_the_matching_alert_and_every_dashboard_query_has_
     thresholds_path.write_text(THRESHOLDS)
     write_rules(load_thresholds(thresholds_path), tmp_path / "rules.yml")
     utterances = [load_pcm16(speech_dir / row["audio"]) for row in english_utterances if row["duration_s"] < 12]
-    clean = speech_file(tmp_path / "clean.wav", utterances, 0.0, 2)
+    (tmp_path / "known-good").mkdir()
+    clean = speech_file(tmp_path / "known-good" / "clean.wav", utterances, 0.0, 2)
     quiet = speech_file(tmp_path / "quiet.wav", utterances, -30.0, 2)
+    edge_profile = tmp_path / "edge-profile.json"
+    assert main(["-q", "profile", "--edge", str(clean.parent), "-o", str(edge_profile), "--vad", "silero"]) == 0
+    drift_options = ("--drift-profile", str(edge_profile), "--thresholds", str(thresholds_path))
 
     server, lines = start_serve(
         tmp_path, "--metrics-port", "0", "--thresholds", str(thresholds_path), "--dashboard-port", "0"
@@ -160,7 +168,7 @@ def test_real_prometheus_fires_the_matching_alert_and_every_dashboard_query_has_
                 time.sleep(0.5)
 
         # Real speech: the recognizer learns its reference from the first 20 segments.
-        first = edge(clean, address, edge_port, pace=8.0)
+        first = edge(clean, address, edge_port, 8.0, *drift_options)
         procs.append(first)
         from tests.test_dashboard import recognize
 
@@ -169,27 +177,31 @@ def test_real_prometheus_fires_the_matching_alert_and_every_dashboard_query_has_
         assert first.wait(300) == 0
 
         # The same speech 30 dB quieter, while Prometheus watches.
-        second = edge(quiet, address, edge_port, pace=3.0)
+        second = edge(quiet, address, edge_port, 3.0, *drift_options)
         procs.append(second)
 
         def firing() -> list[dict[str, Any]]:
             return [a for a in api(base, "alerts")["alerts"] if a["state"] == "firing"]
 
+        def matching(alerts: list[dict[str, Any]], name: str, features: set[str]) -> list[dict[str, Any]]:
+            return [a for a in alerts if a["labels"]["alertname"] == name and a["labels"]["feature"] in features]
+
         deadline = time.monotonic() + 180
         drift: list[dict[str, Any]] = []
-        while not drift:
-            assert time.monotonic() < deadline, f"no VoxrelayInputDrift; firing: {firing()}"
-            assert second.poll() is None, "the quiet run ended before the alert fired"
-            drift = [
-                a
-                for a in firing()
-                if a["labels"]["alertname"] == "VoxrelayInputDrift" and a["labels"]["feature"] == "level_dbfs"
-            ]
+        edge_drift: list[dict[str, Any]] = []
+        while not (drift and edge_drift):
+            assert time.monotonic() < deadline, f"no VoxrelayInputDrift and VoxrelayEdgeInputDrift; firing: {firing()}"
+            assert second.poll() is None, "the quiet run ended before the alerts fired"
+            now = firing()
+            drift = drift or matching(now, "VoxrelayInputDrift", {"level_dbfs"})
+            edge_drift = edge_drift or matching(now, "VoxrelayEdgeInputDrift", {"level_dbfs", "stream_level_dbfs"})
             time.sleep(1)
         alert = drift[0]
         assert alert["labels"]["model"] == "tiny.en" and alert["labels"]["severity"] == "ticket"
         assert "make a new reference profile" in alert["annotations"]["action"]
-        others = sorted({a["labels"]["alertname"] for a in firing()} - {"VoxrelayInputDrift"})
+        assert edge_drift[0]["labels"]["job"] == "voxrelay-edge"
+        assert "voxrelay profile --edge" in edge_drift[0]["annotations"]["action"]
+        others = sorted({a["labels"]["alertname"] for a in firing()} - {"VoxrelayInputDrift", "VoxrelayEdgeInputDrift"})
         assert not others, f"alerts that should be quiet fire: {others}"
 
         # Every panel of the Grafana dashboard has data, edge panels included (the edge is running).

@@ -190,8 +190,9 @@ def test_importing_the_edge_side_loads_no_heavy_package() -> None:
         "voxrelay.edge.link.spool",
         "voxrelay.edge.metrics",
         "voxrelay.edge.vad.speech",
+        "voxrelay.edge.drift",
     ]
-    heavy = ("torch", "ctranslate2", "faster_whisper", "whisper", "onnxruntime", "voxrelay.cloud.server")
+    heavy = ("torch", "ctranslate2", "faster_whisper", "whisper", "onnxruntime", "scipy", "voxrelay.cloud.server")
     code = (
         f"import sys, importlib\nfor m in {modules!r}: importlib.import_module(m)\n"
         "from voxrelay.cli import build_parser; build_parser()\n"

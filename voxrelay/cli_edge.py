@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from voxrelay.cli_monitor import add_edge_drift_options, edge_drift, vad_settings
 from voxrelay.cli_recognizer import add_recognizer_options, check_decoding_options, embedded_options
 from voxrelay.edge.vad.segmenter import HANGOVER_SECONDS
 from voxrelay.errors import InvalidArgument
@@ -158,6 +159,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     _add_edge_options(p, with_pace=True)
     _add_interim_option(p)
     _add_metrics_options(p)
+    add_edge_drift_options(p)
     p.set_defaults(run=_run_transcribe)
 
 
@@ -204,6 +206,7 @@ def _add_listen(sub: argparse._SubParsersAction) -> None:
     _add_edge_options(p, with_pace=False)
     _add_interim_option(p)
     _add_metrics_options(p)
+    add_edge_drift_options(p)
     p.set_defaults(run=_run_listen)
 
 
@@ -213,7 +216,6 @@ def _add_devices(sub: argparse._SubParsersAction) -> None:
 
 
 def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tuple[Any, Any]:
-    from voxrelay.edge.agent import VadSettings
     from voxrelay.edge.link.uplink import UplinkSettings
     from voxrelay.edge.transcribe import default_device_id
 
@@ -229,9 +231,7 @@ def _edge_settings(args: argparse.Namespace, server: str, embedded: bool) -> tup
         task=args.task,
         **_link_settings(args, embedded),
     )
-    return uplink, VadSettings(
-        vad=args.vad, mode=args.vad_mode, threshold=args.vad_threshold, endpoint_seconds=args.endpoint_seconds
-    )
+    return uplink, vad_settings(args)
 
 
 async def _with_server(
@@ -281,6 +281,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"--format {args.format}: several inputs need --output-dir DIR (one document per file)")
 
     with _edge_metrics(args) as metrics:
+        drift = edge_drift(args, metrics)
 
         async def body(server: str, embedded: bool) -> int:
             uplink, vad = _edge_settings(args, server, embedded)
@@ -293,6 +294,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
                 output_dir=args.output_dir,
                 metrics=metrics,
                 interim=args.interim,
+                drift=drift,
             )
 
         return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
@@ -352,10 +354,13 @@ def _run_listen(args: argparse.Namespace) -> int:
     device: int | str | None = int(args.device) if args.device and args.device.isdigit() else args.device
 
     with _edge_metrics(args) as metrics:
+        drift = edge_drift(args, metrics)
 
         async def body(server: str, embedded: bool) -> int:
             uplink, vad = _edge_settings(args, server, embedded)
-            return await listen(uplink, device=device, fmt=args.format, vad=vad, metrics=metrics, interim=args.interim)
+            return await listen(
+                uplink, device=device, fmt=args.format, vad=vad, metrics=metrics, interim=args.interim, drift=drift
+            )
 
         return asyncio.run(_with_server(args, body, registry=metrics and metrics.registry))
 

@@ -10,7 +10,9 @@ reports through (see :mod:`voxrelay.edge.observe`). Three kinds:
 - **input**: input level and clipping, dropped and overflowed capture frames, speech ratio, segment
   durations, forced splits;
 - **output** (as the edge sees it): results by status, empty results, and a VAD false-positive proxy:
-  segments the recognizer judged to hold no speech.
+  segments the recognizer judged to hold no speech;
+- **drift** of the edge's own input (:mod:`voxrelay.edge.drift`, when it runs): scores and alarms per
+  feature, and the reference behind them.
 
 Labels stay low-cardinality (``vad``, ``stage``, ``status``); never a device, session or segment id.
 """
@@ -184,6 +186,25 @@ class EdgeMetrics:
             "Segments the recognizer judged non-speech (empty, or no_speech_prob >= 0.6 with avg_logprob "
             "< -1): a proxy for VAD false positives",
             ["vad"],
+            registry=r,
+        )
+        # Drift of the edge's own input.
+        self.drift_score = Gauge(
+            "voxrelay_edge_drift_score",
+            "Edge input drift score: PSI of the window against the edge reference's fixed bins",
+            ["feature", "window"],
+            registry=r,
+        )
+        self.drift_alarm = Gauge(
+            "voxrelay_edge_drift_alarm",
+            "1 while an edge input feature drifts from its reference",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_reference = Gauge(
+            "voxrelay_edge_drift_reference_segments",
+            "Segments behind the edge's drift reference: source is profile, learned, or learning (the count so far)",
+            ["source"],
             registry=r,
         )
         self._capture_lock = threading.Lock()

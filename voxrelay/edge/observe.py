@@ -57,3 +57,11 @@ class Observers:
     def result(self, result: SegmentResult) -> None:
         for o in self.observers:
             o.result(result)
+
+
+def combined(*observers: SessionObserver | None) -> SessionObserver | None:
+    """The observers given (None ones left out) as one, or None when there is none."""
+    present = [o for o in observers if o is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else Observers(present)

@@ -18,11 +18,12 @@ from typing import TextIO
 
 from voxrelay.edge.agent import VadSettings, run_session
 from voxrelay.edge.capture.files import WavSource
+from voxrelay.edge.drift import EdgeDrift
 from voxrelay.edge.interrupt import Interruption
 from voxrelay.edge.link.metrics import watch_link
 from voxrelay.edge.link.uplink import Uplink, UplinkError, UplinkSettings, open_uplink
 from voxrelay.edge.metrics import EdgeMetrics
-from voxrelay.edge.observe import SessionObserver
+from voxrelay.edge.observe import SessionObserver, combined
 from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.resume import MIC_PREFIX, paced_from, plan_file, replay_session, unfinished_elsewhere
 from voxrelay.edge.sinks import SUFFIXES, make_sink, wants_interim
@@ -161,13 +162,14 @@ async def transcribe(
     stderr: TextIO | None = None,
     metrics: EdgeMetrics | None = None,
     interim: bool | None = None,
+    drift: EdgeDrift | None = None,
 ) -> int:
     """Transcribe ``paths`` one after another; exit status 0 if all succeeded, 1 if some failed, 130 if
     interrupted (Ctrl-C, SIGTERM: the results delivered until then are written, and said to be partial).
 
     ``interim`` (``--interim``/``--no-interim``; None: the default) as :func:`wants_interim` reads it:
     JSON gets ``"final": false`` objects only when True; text on a terminal, of a paced file, shows
-    them as a rewritten line unless False.
+    them as a rewritten line unless False. ``drift``: the edge's input drift detector, fed by every file.
     """
     vad = vad or VadSettings()
     stdout = stdout or sys.stdout
@@ -193,7 +195,10 @@ async def transcribe(
                     if interruption.requested:
                         left = paths[index:]
                         break
-                    observer = metrics.session(vad.vad) if metrics is not None else None
+                    observer = combined(
+                        metrics.session(vad.vad) if metrics is not None else None,
+                        drift.session() if drift is not None else None,
+                    )
                     target = Path(output_dir) / (Path(path).stem + SUFFIXES[fmt]) if output_dir else None
                     if target is not None:
                         with atomic_text(target) as f:
@@ -269,6 +274,7 @@ async def listen(
     stdout: TextIO | None = None,
     metrics: EdgeMetrics | None = None,
     interim: bool | None = None,
+    drift: EdgeDrift | None = None,
 ) -> int:
     """Live microphone until Ctrl-C (or SIGTERM); the segment in flight is finished first.
 
@@ -281,7 +287,7 @@ async def listen(
         settings = replace(settings, interim_results=True)
     try:
         async with open_uplink(settings) as uplink:
-            await _listen(uplink, device, fmt, vad, stdout, metrics, show)
+            await _listen(uplink, device, fmt, vad, stdout, metrics, show, drift)
     except UplinkError as err:
         print(f"voxrelay listen: {err.message}", file=sys.stderr)
         return 1
@@ -298,6 +304,7 @@ async def _listen(
     stdout: TextIO,
     metrics: EdgeMetrics | None,
     interim: bool = False,
+    drift: EdgeDrift | None = None,
 ) -> None:
     from voxrelay.edge.capture.mic import MicSource
 
@@ -330,7 +337,9 @@ async def _listen(
                 mic.blocks(),
                 vad,
                 on_block=None if metrics is None else lambda _: metrics.capture(mic.overflows, mic.dropped_frames),
-                observer=None if metrics is None else metrics.session(vad.vad),
+                observer=combined(
+                    None if metrics is None else metrics.session(vad.vad), None if drift is None else drift.session()
+                ),
             ):
                 sink.write(result)
             sink.end()

@@ -107,6 +107,9 @@ RULES: dict[str, Rule] = {
         'max by (job, instance, model, feature) (voxrelay_drift_alarm{side="output"}) >= {t}',
         ("model", "feature"),
     ),
+    "edge_input_drift": Rule(
+        "VoxrelayEdgeInputDrift", "max by (job, instance, feature) (voxrelay_edge_drift_alarm) >= {t}", ("feature",)
+    ),
     "estimated_wer": Rule("VoxrelayEstimatedWerHigh", "voxrelay_asr_estimated_wer > {t}", ("model",)),
     "no_traffic": Rule(
         "VoxrelayNoTraffic",

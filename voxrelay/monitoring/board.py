@@ -30,6 +30,7 @@ EDGE_ONLY = (
     "edge_clipping",
     "spool_age",
     "spool_drops",
+    "edge_input_drift",
 )
 
 

@@ -4,21 +4,50 @@
 compares each window holding at least ``min_segments`` values with the reference and updates each
 feature's alarm. Without a profile the first ``learn_segments`` segments become the reference.
 Not thread-safe: the :class:`~voxrelay.monitoring.monitor.Monitor` calls it from its one thread.
+
+The recognizer scores with scipy's tests (:mod:`.stats`, imported when first needed); an edge passes
+its own feature table and :class:`BoundScorer`, which needs numpy alone.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from voxrelay.monitoring.features import BY_NAME, CATEGORICAL, CONTINUOUS, NAMES, RATE
-from voxrelay.monitoring.profile import OTHER, ModelRef, ReferenceProfile, build_profile
-from voxrelay.monitoring.stats import Score, Window, score_categorical, score_continuous, score_rate
+from voxrelay.monitoring.binning import Score, Window, score_continuous_bound
+from voxrelay.monitoring.features import BY_NAME, CATEGORICAL, CONTINUOUS, RATE, Feature
+from voxrelay.monitoring.profile import OTHER, FeatureReference, ModelRef, ReferenceProfile, build_profile
 from voxrelay.monitoring.thresholds import DriftSettings
 
 WINDOWS = ("short", "long")
+
+
+class Scorer(Protocol):
+    def __call__(self, ref: FeatureReference, values: np.ndarray) -> Score: ...
+
+
+def scipy_scorer(ref: FeatureReference, values: np.ndarray) -> Score:
+    """The recognizer's scoring: KS and Wasserstein, binomial and chi-square tests (scipy), and PSI."""
+    from voxrelay.monitoring.stats import score_categorical, score_continuous, score_rate
+
+    if ref.kind == CONTINUOUS:
+        return score_continuous(
+            np.asarray(ref.sample), np.asarray(ref.edges), np.asarray(ref.proportions), ref.scale, values
+        )
+    if ref.kind == RATE:
+        return score_rate(ref.rate, ref.n, values)
+    return score_categorical(np.asarray(ref.proportions), ref.n, values)
+
+
+def bound_scorer(ref: FeatureReference, values: np.ndarray) -> Score:
+    """The edge's scoring (continuous features only): PSI, and the KS statistic with its p-value bound."""
+    if ref.kind != CONTINUOUS:
+        raise ValueError(f"the edge scores continuous features only, not {ref.kind}")
+    return score_continuous_bound(np.asarray(ref.sample), np.asarray(ref.edges), np.asarray(ref.proportions), values)
 
 
 @dataclass(frozen=True)
@@ -41,10 +70,16 @@ class DriftDetector:
         settings: DriftSettings,
         profile: ReferenceProfile | None = None,
         learn_forever: bool = False,
+        table: Mapping[str, Feature] = BY_NAME,
+        scorer: Scorer = scipy_scorer,
+        scope: str = "server",
     ) -> None:
         self.model = model
         self.settings = settings
-        self.features = tuple(n for n in NAMES if n not in settings.ignore)
+        self.table = table
+        self.scorer = scorer
+        self.scope = scope
+        self.features = tuple(n for n in table if n not in settings.ignore)
         self.windows = {n: {w: Window(self._size(w)) for w in WINDOWS} for n in self.features}
         self.profile = profile
         self.learning: dict[str, list[float | str]] | None = None if profile else {n: [] for n in self.features}
@@ -71,15 +106,16 @@ class DriftDetector:
             return "learning"
         return self.profile.source
 
-    def add(self, values: dict[str, float | str]) -> None:
-        """One segment's feature values."""
+    def add(self, values: dict[str, float | str], segment: bool = True) -> None:
+        """One segment's feature values (``segment=False``: values of something else, such as an edge's
+        stream chunk, which the count of segments learned leaves out)."""
         if self.learning is not None:
             for name, value in values.items():
                 if name in self.learning:
                     self.learning[name].append(value)
-            self.learned_segments += 1
+            self.learned_segments += 1 if segment else 0
             if not self.learn_forever and self.learned_segments >= self.settings.learn_segments:
-                self._finish_learning()
+                self.finish_learning(f"the first {self.learned_segments} segments served")
         for name, value in values.items():
             windows = self.windows.get(name)
             if windows is None:
@@ -100,11 +136,11 @@ class DriftDetector:
         """A profile of the segments learned so far."""
         if self.learning is None:
             raise ValueError("not learning")
-        return build_profile(self.learning, self.model, source, origin, self.learned_segments)
+        return build_profile(self.learning, self.model, source, origin, self.learned_segments, self.scope)
 
-    def _finish_learning(self) -> None:
-        n = self.learned_segments
-        self.profile = self.learned_profile("learned", f"the first {n} segments served")
+    def finish_learning(self, origin: str) -> None:
+        """Make what was learned so far the reference (``origin`` says what it was learned from)."""
+        self.profile = self.learned_profile("learned", origin)
         self._index_categories(self.profile)
         self.learning = None
 
@@ -120,17 +156,8 @@ class DriftDetector:
                 continue
             scores: dict[str, Score] = {}
             for window_name, window in self.windows[name].items():
-                if window.count < s.min_segments:
-                    continue
-                values = window.values()
-                if ref.kind == CONTINUOUS:
-                    scores[window_name] = score_continuous(
-                        np.asarray(ref.sample), np.asarray(ref.edges), np.asarray(ref.proportions), ref.scale, values
-                    )
-                elif ref.kind == RATE:
-                    scores[window_name] = score_rate(ref.rate, ref.n, values)
-                else:
-                    scores[window_name] = score_categorical(np.asarray(ref.proportions), ref.n, values)
+                if window.count >= s.min_segments:
+                    scores[window_name] = self.scorer(ref, window.values())
             self.scores[name] = scores
             drifting = any(
                 score.p_value < s.p_value and score.psi > (s.psi_short if w == "short" else s.psi_long)
@@ -151,9 +178,9 @@ class DriftDetector:
         out = {}
         for name in self.features:
             window = self.windows[name]["short"]
-            if window.count and BY_NAME[name].kind != CATEGORICAL:
+            if window.count and self.table[name].kind != CATEGORICAL:
                 values = window.values()
-                out[name] = float(np.median(values) if BY_NAME[name].kind == CONTINUOUS else np.mean(values))
+                out[name] = float(np.median(values) if self.table[name].kind == CONTINUOUS else np.mean(values))
         return out
 
     def firing(self) -> list[str]:
@@ -169,7 +196,7 @@ class DriftDetector:
             out.append(
                 FeatureState(
                     feature=name,
-                    side=BY_NAME[name].side,
+                    side=self.table[name].side,
                     reference=ref.describe()
                     if ref is not None
                     else ("learning" if profile is None else "no data in reference"),

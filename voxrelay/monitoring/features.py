@@ -74,6 +74,26 @@ FEATURES: tuple[Feature, ...] = (
 BY_NAME = {f.name: f for f in FEATURES}
 NAMES = tuple(f.name for f in FEATURES)
 
+# What an edge measures for itself (``voxrelay transcribe`` / ``listen`` with edge drift detection), for
+# inputs no recognizer watches: each closed segment's input features as above (its audio, and the VAD's
+# figures), and the input stream in fixed chunks, which keeps being measured when the VAD closes no
+# segment at all (a muted microphone, noise the VAD rejects).
+EDGE_FEATURES: tuple[Feature, ...] = (
+    *(f for f in FEATURES if f.side == "input"),
+    Feature("stream_level_dbfs", CONTINUOUS, "input", "dBFS", "RMS level of each chunk of the input stream"),
+    Feature("stream_clipping_ratio", CONTINUOUS, "input", "", "share of a chunk's samples at full scale"),
+    Feature("stream_snr_db", CONTINUOUS, "input", "dB", "a chunk's loud frames (95th percentile) over quiet (10th)"),
+    Feature(
+        "stream_bandwidth_db",
+        CONTINUOUS,
+        "input",
+        "dB",
+        "energy above 4.2 kHz over all in a chunk's loudest frames (chunks the VAD mostly calls speech)",
+    ),
+    Feature("stream_speech_ratio", CONTINUOUS, "input", "", "share of a chunk's frames the VAD called speech"),
+)
+EDGE_BY_NAME = {f.name: f for f in EDGE_FEATURES}
+
 
 @dataclass(frozen=True)
 class VadFeatures:

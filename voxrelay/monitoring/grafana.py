@@ -53,6 +53,23 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[tuple[str, str]]]]]] = [
                 [("{{instance}}", f"sum by (instance) (rate(voxrelay_vad_segments_total{{{EDGE}}}[{R}])) * 60")],
             ),
             (
+                "Edge input drift score (the edge's own detector, PSI, short window)",
+                "drift",
+                "short",
+                [
+                    (
+                        "{{instance}} {{feature}}",
+                        f'max by (instance, feature) (voxrelay_edge_drift_score{{{EDGE},window="short"}})',
+                    )
+                ],
+            ),
+            (
+                "Edge input drift alarms",
+                "drift",
+                "short",
+                [("{{instance}} {{feature}}", f"max by (instance, feature) (voxrelay_edge_drift_alarm{{{EDGE}}})")],
+            ),
+            (
                 "VAD false-positive proxy",
                 "output",
                 "percentunit",

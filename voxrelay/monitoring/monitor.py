@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from voxrelay.monitoring.binning import Window
 from voxrelay.monitoring.calibration import Calibration
 from voxrelay.monitoring.detector import DriftDetector, FeatureState
 from voxrelay.monitoring.features import BY_NAME, RepeatTracker, SegmentObservation, extract
 from voxrelay.monitoring.metrics import MonitorMetrics
 from voxrelay.monitoring.profile import ModelRef, ReferenceProfile
-from voxrelay.monitoring.stats import Window
 from voxrelay.monitoring.thresholds import DriftSettings
 
 log = logging.getLogger(__name__)

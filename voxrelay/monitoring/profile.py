@@ -10,7 +10,9 @@ made by ``voxrelay profile`` or learned from a deployment's first segments. Per 
 - categorical: each category's share.
 
 A profile names the model it was made with (name and content version): a server refuses a profile
-made for another model, saying which one it was made for.
+made for another model, saying which one it was made for. Its ``scope`` says who compares traffic with
+it: ``server`` (a recognizer's model deployment) or ``edge`` (an edge's own input, made by ``voxrelay
+profile --edge``; its model is the edge's VAD); each side refuses the other's profiles.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from voxrelay.errors import InvalidArgument
-from voxrelay.monitoring.features import BY_NAME, CATEGORICAL, CONTINUOUS, RATE
+from voxrelay.monitoring.features import BY_NAME, CATEGORICAL, CONTINUOUS, EDGE_BY_NAME, RATE, Feature
 
 FORMAT = "voxrelay-reference-profile"
 VERSION = 1
@@ -37,6 +39,12 @@ SAMPLE_SIZE = 256
 BINS = 10
 MIN_SEGMENTS = 20
 OTHER = "(other)"
+SCOPES = ("server", "edge")
+
+
+def feature_table(scope: str) -> Mapping[str, Feature]:
+    """The features a profile of ``scope`` may hold."""
+    return EDGE_BY_NAME if scope == "edge" else BY_NAME
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class ReferenceProfile:
     origin: str = ""  # the path it was made from, or "first N segments"
     segments: int = 0
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    scope: str = "server"
 
     def check_model(self, name: str, version: str, where: str = "profile") -> None:
         """Refuse a profile made for another model."""
@@ -114,6 +123,7 @@ class ReferenceProfile:
         return {
             "format": FORMAT,
             "version": VERSION,
+            "scope": self.scope,
             "model": {"name": self.model.name, "version": self.model.version, "backend": self.model.backend},
             "source": self.source,
             "origin": self.origin,
@@ -153,12 +163,18 @@ def _continuous(values: np.ndarray) -> FeatureReference:
 
 
 def build_profile(
-    values: Mapping[str, Iterable[float | str]], model: ModelRef, source: str, origin: str, segments: int
+    values: Mapping[str, Iterable[float | str]],
+    model: ModelRef,
+    source: str,
+    origin: str,
+    segments: int,
+    scope: str = "server",
 ) -> ReferenceProfile:
     """A profile from each feature's reference values (features with fewer than 20 values are left out)."""
     features: dict[str, FeatureReference] = {}
+    table = feature_table(scope)
     for name, raw in values.items():
-        feature = BY_NAME[name]
+        feature = table[name]
         items = list(raw)
         if len(items) < MIN_SEGMENTS:
             continue
@@ -175,7 +191,7 @@ def build_profile(
             features[name] = FeatureReference(
                 CATEGORICAL, len(items), proportions=tuple(shares), categories=tuple(categories)
             )
-    return ReferenceProfile(model, features, source, origin, segments)
+    return ReferenceProfile(model, features, source, origin, segments, scope=scope)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -236,7 +252,25 @@ def _feature(where: str, data: Any) -> FeatureReference:
     raise InvalidArgument(f"{where}.kind: {kind!r} is not one of {CONTINUOUS}, {RATE}, {CATEGORICAL}")
 
 
-def parse_profile(data: Any, where: str = "profile") -> ReferenceProfile:
+def _check_scope(where: str, found: Any, scope: str) -> None:
+    if found not in SCOPES:
+        raise InvalidArgument(f"{where}.scope: {found!r} is not one of {', '.join(SCOPES)}")
+    if found == scope:
+        return
+    if found == "edge":
+        raise InvalidArgument(
+            f"{where}.scope: an edge input profile (made by `voxrelay profile --edge`) cannot be a recognizer's "
+            "reference; give it to the edge (`voxrelay transcribe/listen --drift-profile`) and make the "
+            "recognizer's with `voxrelay profile` (without --edge)"
+        )
+    raise InvalidArgument(
+        f"{where}.scope: a recognizer's profile (made by `voxrelay profile` for a model) cannot be an edge's "
+        "reference; give it to `voxrelay serve --profile` and make the edge's with `voxrelay profile --edge`"
+    )
+
+
+def parse_profile(data: Any, where: str = "profile", scope: str = "server") -> ReferenceProfile:
+    """A profile of ``scope`` (a profile of the other scope is refused, saying what it is for)."""
     if not isinstance(data, dict):
         raise InvalidArgument(f"{where}: expected a JSON object")
     if data.get("format") != FORMAT:
@@ -244,6 +278,9 @@ def parse_profile(data: Any, where: str = "profile") -> ReferenceProfile:
     version = _need(where, data, "version", int)
     if version != VERSION:
         raise InvalidArgument(f"{where}.version: {version} is not supported (this voxrelay reads version {VERSION})")
+    found = data.get("scope", "server")  # profiles written before edge profiles existed are the server's
+    _check_scope(where, found, scope)
+    table = feature_table(scope)
     model = _need(where, data, "model", dict)
     ref = ModelRef(
         _need(f"{where}.model", model, "name", str),
@@ -253,9 +290,9 @@ def parse_profile(data: Any, where: str = "profile") -> ReferenceProfile:
     features_data = _need(where, data, "features", dict)
     features = {}
     for name, entry in features_data.items():
-        spec = BY_NAME.get(name)
+        spec = table.get(name)
         if spec is None:
-            raise InvalidArgument(f"{where}.features.{name}: not a known feature ({', '.join(BY_NAME)})")
+            raise InvalidArgument(f"{where}.features.{name}: not a known feature ({', '.join(table)})")
         feature = _feature(f"{where}.features.{name}", entry)
         if feature.kind != spec.kind:
             raise InvalidArgument(f"{where}.features.{name}.kind: expected {spec.kind}, found {feature.kind}")
@@ -267,10 +304,11 @@ def parse_profile(data: Any, where: str = "profile") -> ReferenceProfile:
         origin=str(data.get("origin", "")),
         segments=int(data.get("segments", 0) or 0),
         created=str(data.get("created", "")),
+        scope=scope,
     )
 
 
-def load_profile(path: str | Path) -> ReferenceProfile:
+def load_profile(path: str | Path, scope: str = "server") -> ReferenceProfile:
     """Read and check a profile file; any problem is one InvalidArgument naming the file and the field."""
     where = str(path)
     try:
@@ -282,6 +320,6 @@ def load_profile(path: str | Path) -> ReferenceProfile:
     except json.JSONDecodeError as err:
         raise InvalidArgument(f"{where}: not JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
     try:
-        return parse_profile(data)
+        return parse_profile(data, scope=scope)
     except InvalidArgument as err:
         raise InvalidArgument(f"{where}: {err.message}") from err

@@ -1,6 +1,6 @@
 """Windows of recent feature values and the statistics that compare them with a reference.
 
-A :class:`Window` is a fixed ring buffer: adding a value is O(1) and allocates nothing. Scoring
+Windows, PSI and the KS statistic are :mod:`.binning`'s (numpy only, shared with the edge). Scoring
 compares a window with the reference distribution using scipy's statistics: the two-sample
 Kolmogorov-Smirnov test and the Wasserstein distance for continuous features, a binomial test for
 rates and a chi-square test for categories, and the population stability index (PSI) over the
@@ -17,78 +17,18 @@ conservative than binomtest's). ``tests/test_monitoring.py`` checks them against
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import special, stats
 
+from voxrelay.monitoring.binning import Score, bin_counts, ks_statistic, psi
 from voxrelay.monitoring.features import CATEGORICAL, CONTINUOUS, RATE
-
-# Added to every bin's count before PSI is computed, so that an empty bin does not make it infinite.
-PSI_PSEUDOCOUNT = 0.5
-
-
-class Window:
-    """The last ``size`` values of one feature."""
-
-    def __init__(self, size: int) -> None:
-        if size < 2:
-            raise ValueError("a window holds at least 2 values")
-        self.size = size
-        self._values = np.zeros(size, dtype=np.float64)
-        self._next = 0
-        self.count = 0
-
-    def add(self, value: float) -> None:
-        self._values[self._next] = value
-        self._next = (self._next + 1) % self.size
-        if self.count < self.size:
-            self.count += 1
-
-    def values(self) -> np.ndarray:
-        """A copy of the values held (oldest first)."""
-        if self.count < self.size:
-            return self._values[: self.count].copy()
-        return np.roll(self._values, -self._next)
-
-    def clear(self) -> None:
-        self._next = 0
-        self.count = 0
-
-
-@dataclass(frozen=True)
-class Score:
-    """How far a window is from the reference. ``psi`` is the drift score; ``p_value`` its significance."""
-
-    psi: float
-    p_value: float
-    ks: float | None = None
-    wasserstein: float | None = None
-    current: float = math.nan  # the window's median (continuous) or rate / share of the top category
-
-
-def psi(reference: np.ndarray, observed: np.ndarray) -> float:
-    """Population stability index of ``observed`` bin counts against ``reference`` bin proportions."""
-    counts = observed.astype(np.float64) + PSI_PSEUDOCOUNT
-    current = counts / counts.sum()
-    ref = np.maximum(reference.astype(np.float64), 1e-6)
-    ref = ref / ref.sum()
-    return float(np.sum((current - ref) * np.log(current / ref)))
-
-
-def bin_counts(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Counts of ``values`` in the bins cut at the interior ``edges`` (open-ended first and last bins)."""
-    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
 
 
 def ks_2samp(sorted_reference: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """Two-sample KS statistic and its asymptotic two-sided p-value (``sorted_reference`` is sorted)."""
-    window = np.sort(values)
-    both = np.concatenate([sorted_reference, window])
-    cdf_reference = np.searchsorted(sorted_reference, both, side="right") / sorted_reference.size
-    cdf_window = np.searchsorted(window, both, side="right") / window.size
-    d = float(np.max(np.abs(cdf_reference - cdf_window)))
-    n, m = sorted_reference.size, window.size
+    d = ks_statistic(sorted_reference, values)
+    n, m = sorted_reference.size, values.size
     en = n * m / (n + m)
     return d, float(min(1.0, max(0.0, special.kolmogorov(np.sqrt(en) * d))))
 

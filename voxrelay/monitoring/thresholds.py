@@ -7,16 +7,17 @@ file and the field (``thresholds.yaml: alerts.error_ratio.for: '5 minutes' is no
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from voxrelay.errors import InvalidArgument
-from voxrelay.monitoring.features import NAMES
+from voxrelay.monitoring.features import EDGE_BY_NAME, NAMES
 
 SEVERITIES = ("page", "ticket", "warning", "info")
 ALERTS = (
@@ -34,6 +35,7 @@ ALERTS = (
     "resource_exhausted_rate",
     "input_drift",
     "output_drift",
+    "edge_input_drift",
     "estimated_wer",
     "no_traffic",
     "target_down",
@@ -62,31 +64,53 @@ class DriftSettings:
     learn_segments: int = 200
     ignore: tuple[str, ...] = ()
 
+    SECTION: ClassVar[str] = "drift"
+    FEATURES: ClassVar[tuple[str, ...]] = NAMES
+
     def __post_init__(self) -> None:
         if not 2 <= self.short_window < self.long_window:
             raise InvalidArgument(
-                f"drift.short_window: {self.short_window} must be at least 2 and below long_window ({self.long_window})"
+                f"{self.SECTION}.short_window: {self.short_window} must be at least 2 and below long_window "
+                f"({self.long_window})"
             )
         if self.long_window > 100_000:
-            raise InvalidArgument(f"drift.long_window: {self.long_window} is over the limit of 100000 segments")
+            raise InvalidArgument(
+                f"{self.SECTION}.long_window: {self.long_window} is over the limit of 100000 segments"
+            )
         if not 2 <= self.min_segments <= self.short_window:
-            raise InvalidArgument(f"drift.min_segments: {self.min_segments} must lie in 2..short_window")
+            raise InvalidArgument(f"{self.SECTION}.min_segments: {self.min_segments} must lie in 2..short_window")
         if not 0.05 <= self.score_interval_seconds <= 3600:
             raise InvalidArgument(
-                f"drift.score_interval_seconds: {self.score_interval_seconds} is out of range (0.05..3600)"
+                f"{self.SECTION}.score_interval_seconds: {self.score_interval_seconds} is out of range (0.05..3600)"
             )
         for name in ("psi_short", "psi_long"):
             if not getattr(self, name) > 0:
-                raise InvalidArgument(f"drift.{name}: {getattr(self, name)} must be positive")
+                raise InvalidArgument(f"{self.SECTION}.{name}: {getattr(self, name)} must be positive")
         if not 0 < self.p_value < 1:
-            raise InvalidArgument(f"drift.p_value: {self.p_value} must lie between 0 and 1")
+            raise InvalidArgument(f"{self.SECTION}.p_value: {self.p_value} must lie between 0 and 1")
         if not 1 <= self.consecutive <= 100:
-            raise InvalidArgument(f"drift.consecutive: {self.consecutive} is out of range (1..100)")
+            raise InvalidArgument(f"{self.SECTION}.consecutive: {self.consecutive} is out of range (1..100)")
         if self.learn_segments < 20:
-            raise InvalidArgument(f"drift.learn_segments: {self.learn_segments} must be at least 20")
+            raise InvalidArgument(f"{self.SECTION}.learn_segments: {self.learn_segments} must be at least 20")
         for name in self.ignore:
-            if name not in NAMES:
-                raise InvalidArgument(f"drift.ignore: {name!r} is not a feature ({', '.join(NAMES)})")
+            if name not in self.FEATURES:
+                raise InvalidArgument(f"{self.SECTION}.ignore: {name!r} is not a feature ({', '.join(self.FEATURES)})")
+
+
+@dataclass(frozen=True)
+class EdgeDriftSettings(DriftSettings):
+    """The edge's drift detector (``edge_drift:``): windows count segments and stream chunks alike."""
+
+    learn_segments: int = 100
+    stream_seconds: float = 2.0
+
+    SECTION: ClassVar[str] = "edge_drift"
+    FEATURES: ClassVar[tuple[str, ...]] = tuple(EDGE_BY_NAME)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.5 <= self.stream_seconds <= 60:
+            raise InvalidArgument(f"edge_drift.stream_seconds: {self.stream_seconds} is out of range (0.5..60)")
 
 
 @dataclass(frozen=True)
@@ -104,6 +128,7 @@ class Thresholds:
     drift: DriftSettings
     alerts: dict[str, Alert]
     source: str = "defaults"
+    edge_drift: EdgeDriftSettings = dataclasses.field(default_factory=EdgeDriftSettings)
 
     def alert(self, key: str) -> Alert:
         return self.alerts[key]
@@ -118,7 +143,7 @@ def _number(where: str, value: Any) -> float:
 def _drift(where: str, data: Any, base: DriftSettings) -> DriftSettings:
     if not isinstance(data, dict):
         raise InvalidArgument(f"{where}: expected a mapping of settings")
-    known = {f.name: f for f in fields(DriftSettings)}
+    known = {f.name: f for f in fields(base)}
     values: dict[str, Any] = {f: getattr(base, f) for f in known}
     for key, value in data.items():
         if key not in known:
@@ -134,7 +159,7 @@ def _drift(where: str, data: Any, base: DriftSettings) -> DriftSettings:
         else:
             values[key] = _number(f"{where}.{key}", value)
     try:
-        return DriftSettings(**values)
+        return type(base)(**values)
     except InvalidArgument as err:  # name the file too
         raise InvalidArgument(f"{where.rsplit(': ', 1)[0]}: {err.message}") from err
 
@@ -178,11 +203,15 @@ def parse_thresholds(data: Any, where: str, base: Thresholds | None = None) -> T
     if not isinstance(data, dict):
         raise InvalidArgument(f"{where}: expected a YAML mapping with drift and alerts")
     for key in data:
-        if key not in ("version", "drift", "alerts"):
-            raise InvalidArgument(f"{where}: {key}: not a section (version, drift, alerts)")
+        if key not in ("version", "drift", "edge_drift", "alerts"):
+            raise InvalidArgument(f"{where}: {key}: not a section (version, drift, edge_drift, alerts)")
     if data.get("version", 1) != 1:
         raise InvalidArgument(f"{where}: version: {data.get('version')!r} is not supported (1)")
     drift = _drift(f"{where}: drift", data.get("drift") or {}, base.drift if base else DriftSettings())
+    edge_drift = _drift(
+        f"{where}: edge_drift", data.get("edge_drift") or {}, base.edge_drift if base else EdgeDriftSettings()
+    )
+    assert isinstance(edge_drift, EdgeDriftSettings)
     alerts_data = data.get("alerts") or {}
     if not isinstance(alerts_data, dict):
         raise InvalidArgument(f"{where}: alerts: expected a mapping of alert names")
@@ -194,7 +223,7 @@ def parse_thresholds(data: Any, where: str, base: Thresholds | None = None) -> T
     missing = [k for k in ALERTS if k not in alerts]
     if missing:
         raise InvalidArgument(f"{where}: alerts.{missing[0]}: missing")
-    return Thresholds(drift, alerts, where)
+    return Thresholds(drift, alerts, where, edge_drift)
 
 
 def _read_yaml(text: str, where: str) -> Any:
