@@ -3,6 +3,9 @@
 
     python scripts/bench_drift.py [--speech DIR] [--null-segments 2000] [--reference-segments 200]
                                   [--seed 7] [--cpu-lock PATH]
+    python scripts/bench_drift.py --edge [--null-seconds 3600] [--reference-seconds 1200] [--ramp-seconds 600]
+
+--edge benchmarks the edge's own input drift detector instead (no recognizer; see bench_edge_drift.py).
 
 Segments are made the way live traffic is: a dev utterance (English, from asr/) with a random gain
 within ±3 dB, between 0.75-1.5 s pauses of room noise (a fresh random excerpt of the non-speech of the
@@ -114,6 +117,28 @@ def shift_at(kind: str, amount: float) -> Shift:
     return Shift(vad_threshold=float(0.5 * (target / 0.5) ** amount))
 
 
+def read_wav(path: Path) -> np.ndarray:
+    audio, rate = soundfile.read(str(path), dtype="float32")
+    assert rate == RATE and audio.ndim == 1
+    return audio
+
+
+def room_noise(speech: Path, rows: list[dict]) -> np.ndarray:
+    """The non-speech stretches of the labelled meeting recordings (vad/), 0.25 s clear of speech."""
+    pieces = []
+    for row in rows:
+        if not (row.get("speech") and row["audio"].startswith("vad/")):
+            continue
+        audio = read_wav(speech / row["audio"])
+        previous = 0.0
+        for start, end in [*row["speech"], [row["duration_s"] + 0.25, 0.0]]:
+            a, b = previous + 0.25, start - 0.25
+            if b - a > 0.3:
+                pieces.append(audio[int(a * RATE) : int(b * RATE)])
+            previous = end
+    return np.concatenate(pieces)
+
+
 class Traffic:
     """A continuous stream: dev utterances between pauses of real room noise → (shift) → the edge's VAD and
     segmenter (one running segmenter, so a VAD that hears speech in the pauses merges utterances) →
@@ -121,9 +146,9 @@ class Traffic:
 
     def __init__(self, speech: Path, seed: int, beam: int, cache: bool = False) -> None:
         rows = [json.loads(line) for line in (speech / "manifest.jsonl").read_text().splitlines() if line.strip()]
-        self.english = [self._read(speech / r["audio"]) for r in rows if r["audio"].startswith("asr/")]
-        self.foreign = [self._read(speech / r["audio"]) for r in rows if r["audio"].startswith("multilingual/")]
-        self.bed = self._room_noise(speech, rows)
+        self.english = [read_wav(speech / r["audio"]) for r in rows if r["audio"].startswith("asr/")]
+        self.foreign = [read_wav(speech / r["audio"]) for r in rows if r["audio"].startswith("multilingual/")]
+        self.bed = room_noise(speech, rows)
         self.rng = np.random.default_rng(seed)
         self.backend = load_backend("tiny.en", "faster-whisper", compute_type="int8")
         self.options = DecodeOptions(beam_size=beam)
@@ -141,27 +166,6 @@ class Traffic:
         self.cache: dict[tuple, object] | None = {} if cache else None
         self.reused = 0
         self.placed: list[tuple[float, float, str]] = []  # (start, end, utterance key) in stream time
-
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
-        audio, rate = soundfile.read(str(path), dtype="float32")
-        assert rate == RATE and audio.ndim == 1
-        return audio
-
-    def _room_noise(self, speech: Path, rows: list[dict]) -> np.ndarray:
-        """The non-speech stretches of the labelled meeting recordings (vad/), 0.25 s clear of speech."""
-        pieces = []
-        for row in rows:
-            if not (row.get("speech") and row["audio"].startswith("vad/")):
-                continue
-            audio = self._read(speech / row["audio"])
-            previous = 0.0
-            for start, end in [*row["speech"], [row["duration_s"] + 0.25, 0.0]]:
-                a, b = previous + 0.25, start - 0.25
-                if b - a > 0.3:
-                    pieces.append(audio[int(a * RATE) : int(b * RATE)])
-                previous = end
-        return np.concatenate(pieces)
 
     def _clip(self, shift: Shift) -> np.ndarray:
         rng = self.rng
@@ -317,7 +321,13 @@ def main() -> int:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--thresholds", help="thresholds file (default: the shipped one)")
     parser.add_argument("--cpu-lock", metavar="PATH", help="hold an flock on PATH only while recognising")
-    parser.add_argument("--only", choices=SHIFTS, action="append", help="run only these shifts")
+    parser.add_argument("--only", action="append", help="run only these shifts")
+    edge = parser.add_argument_group("the edge's input drift detector (--edge)")
+    edge.add_argument("--edge", action="store_true", help="benchmark the edge's detector (no recognizer)")
+    edge.add_argument("--null-seconds", type=float, default=3600.0, help="undisturbed input for false alarms")
+    edge.add_argument("--reference-seconds", type=float, default=1200.0, help="input behind the edge profile")
+    edge.add_argument("--ramp-seconds", type=float, default=600.0, help="length of each gradual shift")
+    edge.add_argument("--vad", default="silero", choices=("silero", "webrtc"), help="the edge VAD (default silero)")
     parser.add_argument(
         "--reuse-recognitions",
         action="store_true",
@@ -329,6 +339,17 @@ def main() -> int:
     if not (args.speech / "manifest.jsonl").is_file():
         print(f"no dev speech set at {args.speech}", file=sys.stderr)
         return 1
+    if args.edge:
+        from bench_edge_drift import SHIFTS as EDGE_SHIFTS
+        from bench_edge_drift import run_edge
+
+        unknown = [k for k in args.only or () if k not in EDGE_SHIFTS]
+        if unknown:
+            parser.error(f"--only {unknown[0]!r}: not one of {', '.join(EDGE_SHIFTS)}")
+        return run_edge(args)
+    unknown = [k for k in args.only or () if k not in SHIFTS]
+    if unknown:
+        parser.error(f"--only {unknown[0]!r}: not one of {', '.join(SHIFTS)}")
 
     @contextlib.contextmanager
     def locked() -> Iterator[None]:

@@ -61,13 +61,9 @@ def segment_values(samples: np.ndarray, stats: VadSummary, duration: float) -> d
 
 def chunk_values(samples: np.ndarray, speech_ratio: float) -> dict[str, float | str]:
     """The stream features of one chunk of input (int16 samples; the VAD's share of speech frames in it)."""
-    measured = audio_features(samples.astype(np.float32) / 32768.0)
+    measured = audio_features(samples.astype(np.float32) / 32768.0, bandwidth=speech_ratio >= BANDWIDTH_SPEECH_RATIO)
     values: dict[str, float | str] = {"stream_speech_ratio": speech_ratio}
-    for name in ("level_dbfs", "clipping_ratio", "snr_db"):
-        if name in measured:
-            values[f"stream_{name}"] = measured[name]
-    if speech_ratio >= BANDWIDTH_SPEECH_RATIO and "bandwidth_db" in measured:
-        values["stream_bandwidth_db"] = measured["bandwidth_db"]
+    values.update({f"stream_{name}": value for name, value in measured.items()})
     return values
 
 

@@ -125,8 +125,9 @@ class SegmentObservation:
     end: float = 0.0
 
 
-def audio_features(audio: np.ndarray) -> dict[str, float]:
-    """Level, clipping, SNR estimate and high-band energy (bandwidth) of a float32 16 kHz segment."""
+def audio_features(audio: np.ndarray, bandwidth: bool = True) -> dict[str, float]:
+    """Level, clipping, SNR estimate and high-band energy (bandwidth) of a float32 16 kHz segment
+    (``bandwidth=False``: without the last, which costs the FFTs)."""
     n = int(audio.shape[0])
     if n < FFT:
         return {}
@@ -137,6 +138,13 @@ def audio_features(audio: np.ndarray) -> dict[str, float]:
     energy = np.einsum("ij,ij->i", frames, frames) / FRAME
     db = 10.0 * np.log10(np.maximum(energy, 1e-12))
     loud, quiet = np.percentile(db, (95.0, 10.0))
+    values = {
+        "level_dbfs": max(level, SILENCE_DBFS),
+        "clipping_ratio": float(np.count_nonzero(np.abs(x) >= 32767 / 32768)) / n,
+        "snr_db": float(loud - quiet),
+    }
+    if not bandwidth:
+        return values
     # Long-term spectrum of the loudest half of the 32 ms frames (speech, not the pauses around it).
     blocks = x[: n - n % FFT].reshape(-1, FFT)
     power = np.einsum("ij,ij->i", blocks, blocks)
@@ -144,13 +152,9 @@ def audio_features(audio: np.ndarray) -> dict[str, float]:
     spectrum = (np.abs(np.fft.rfft(keep * np.hanning(FFT), axis=1)) ** 2).sum(axis=0)
     total = float(spectrum.sum())
     high = float(spectrum[HIGH_BAND_BIN:].sum())
-    bandwidth = 10.0 * math.log10(high / total) if total > 0 and high > 0 else SILENCE_DBFS
-    return {
-        "level_dbfs": max(level, SILENCE_DBFS),
-        "clipping_ratio": float(np.count_nonzero(np.abs(x) >= 32767 / 32768)) / n,
-        "snr_db": float(loud - quiet),
-        "bandwidth_db": max(bandwidth, SILENCE_DBFS),
-    }
+    high_db = 10.0 * math.log10(high / total) if total > 0 and high > 0 else SILENCE_DBFS
+    values["bandwidth_db"] = max(high_db, SILENCE_DBFS)
+    return values
 
 
 def is_hallucination(text: str, no_speech_prob: float, compression_ratio: float) -> bool:
