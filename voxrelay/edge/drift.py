@@ -139,10 +139,12 @@ class EdgeDrift:
         with self._lock:
             self.detector.add(values)
             d = self.detector
-            if not self.collect and d.learning is not None and d.learned_segments >= self.settings.learn_segments:
+            if self.collect or d.learning is None:
+                return
+            if d.learned_segments >= self.settings.learn_segments:
                 d.finish_learning(f"the first {d.learned_segments} segments ({self.audio_seconds:.0f} s of input)")
                 self.say(f"edge drift: reference learned from {d.profile.origin if d.profile else ''}")
-                self._publish_reference()
+            self._publish_reference()
 
     def add_chunk(self, values: dict[str, float | str], seconds: float) -> None:
         """One chunk of the input stream, ``seconds`` long: the audio clock scoring follows."""
