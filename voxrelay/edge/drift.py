@@ -33,13 +33,14 @@ from voxrelay.edge.results import SegmentResult
 from voxrelay.edge.vad.speech import SegmenterStats, SpeechSegmenter
 from voxrelay.errors import AudioError, InvalidArgument
 from voxrelay.monitoring.detector import DriftDetector, bound_scorer
-from voxrelay.monitoring.features import EDGE_BY_NAME, SILENCE_DBFS, audio_features
+from voxrelay.monitoring.features import EDGE_BY_NAME, FRAME, SILENCE_DBFS, audio_features
 from voxrelay.monitoring.profile import MIN_SEGMENTS, ModelRef, ReferenceProfile, load_profile
 from voxrelay.monitoring.thresholds import EdgeDriftSettings
 
 # A chunk's bandwidth counts only when the VAD called at least this share of its frames speech: the
 # high band of pauses is the room's, not the line's.
 BANDWIDTH_SPEECH_RATIO = 0.5
+LOUD_PERCENTILE = 90.0
 EDGE_BACKEND = "edge VAD"
 
 
@@ -60,10 +61,20 @@ def segment_values(samples: np.ndarray, stats: VadSummary, duration: float) -> d
 
 
 def chunk_values(samples: np.ndarray, speech_ratio: float) -> dict[str, float | str]:
-    """The stream features of one chunk of input (int16 samples; the VAD's share of speech frames in it)."""
-    measured = audio_features(samples.astype(np.float32) / 32768.0, bandwidth=speech_ratio >= BANDWIDTH_SPEECH_RATIO)
+    """The stream features of one chunk of input (int16 samples; the VAD's share of speech frames in it).
+
+    Its level is that of its loud frames (the 90th percentile of its 20 ms frames): the RMS of a chunk
+    swings with how much of it is pause, which the short window then mistakes for a gain change.
+    """
+    x = samples.astype(np.float32) / 32768.0
+    measured = audio_features(x, bandwidth=speech_ratio >= BANDWIDTH_SPEECH_RATIO)
     values: dict[str, float | str] = {"stream_speech_ratio": speech_ratio}
     values.update({f"stream_{name}": value for name, value in measured.items()})
+    frames = x[: x.size - x.size % FRAME].reshape(-1, FRAME)
+    if frames.shape[0]:
+        energy = np.einsum("ij,ij->i", frames, frames) / FRAME
+        loud = float(np.percentile(energy, LOUD_PERCENTILE))
+        values["stream_level_dbfs"] = max(10.0 * math.log10(loud), SILENCE_DBFS) if loud > 0 else SILENCE_DBFS
     return values
 
 

@@ -80,7 +80,9 @@ NAMES = tuple(f.name for f in FEATURES)
 # segment at all (a muted microphone, noise the VAD rejects).
 EDGE_FEATURES: tuple[Feature, ...] = (
     *(f for f in FEATURES if f.side == "input"),
-    Feature("stream_level_dbfs", CONTINUOUS, "input", "dBFS", "RMS level of each chunk of the input stream"),
+    Feature(
+        "stream_level_dbfs", CONTINUOUS, "input", "dBFS", "level of a chunk's loud frames (90th percentile of 20 ms)"
+    ),
     Feature("stream_clipping_ratio", CONTINUOUS, "input", "", "share of a chunk's samples at full scale"),
     Feature("stream_snr_db", CONTINUOUS, "input", "dB", "a chunk's loud frames (95th percentile) over quiet (10th)"),
     Feature(

@@ -101,7 +101,7 @@ class DriftSettings:
 class EdgeDriftSettings(DriftSettings):
     """The edge's drift detector (``edge_drift:``): windows count segments and stream chunks alike."""
 
-    psi_short: float = 2.0
+    psi_short: float = 1.5
     learn_segments: int = 100
     stream_seconds: float = 2.0
 
