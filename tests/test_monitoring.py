@@ -35,6 +35,18 @@ def test_ks_matches_scipy_and_the_binomial_test_is_conservative() -> None:
     assert score.p_value >= scipy_stats.binomtest(10, 200, (0.02 * 200 + 1) / 202).pvalue
 
 
+def test_wasserstein_equals_scipys_on_random_data() -> None:
+    rng = np.random.default_rng(1)
+    for n, m, shift in ((256, 20, 0.0), (256, 200, 0.7), (37, 5, -2.0), (3, 300, 5.0)):
+        reference = np.sort(rng.normal(size=n))
+        window = rng.normal(shift, rng.uniform(0.5, 3.0), size=m)
+        window[: m // 4] = np.round(window[: m // 4], 1)  # ties, as rounded features have
+        expected = scipy_stats.wasserstein_distance(reference, window)
+        assert stats.wasserstein_distance(reference, window) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    same = np.sort(rng.normal(size=50))
+    assert stats.wasserstein_distance(same, same) == 0.0
+
+
 def test_a_window_keeps_the_last_values_in_order() -> None:
     w = binning.Window(3)
     for v in (1, 2, 3, 4):

@@ -145,3 +145,16 @@ def test_serve_logs_what_it_runs_once_at_start(tmp_path: Path) -> None:
         "admin tokens off",
     ):
         assert part in line, line
+
+
+def test_the_recognizer_imports_neither_scipy_stats_nor_aiohttp() -> None:
+    # What only some commands need stays out of `serve`'s memory: scipy.stats (eval's calibration
+    # report; the drift monitors' Wasserstein distance is numpy), aiohttp (the HTTP front, the review page).
+    code = (
+        "import sys\n"
+        "import voxrelay.cli, voxrelay.cloud.server, voxrelay.cloud.session, voxrelay.monitoring.monitor\n"
+        "loaded = [m for m in ('scipy.stats', 'aiohttp') if m in sys.modules]\n"
+        "print(loaded); sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,7 +36,9 @@ from voxrelay.monitoring.monitor import Monitor
 from voxrelay.monitoring.thresholds import load_thresholds
 from voxrelay.protos import ADMIN_SERVICE_NAME, SERVICE_NAME
 from voxrelay.review.metrics import ReviewCollector
-from voxrelay.review.page import ReviewPage
+
+if TYPE_CHECKING:  # the review page brings aiohttp: imported only when --review-port asks for it
+    from voxrelay.review.page import ReviewPage
 
 log = logging.getLogger(__name__)
 # What a server runs, said once at start; the command line shows it at its default level.
@@ -224,6 +227,8 @@ async def create_server(
     review = None
     try:
         if settings.review_port is not None:
+            from voxrelay.review.page import ReviewPage
+
             review = ReviewPage(controller, admins, core.metrics.registry)
             await review.start(settings.host, settings.review_port)
         await server.start()

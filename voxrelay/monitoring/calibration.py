@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from voxrelay.errors import InvalidArgument
 
@@ -96,12 +95,16 @@ def fit(samples: Sequence[Sample], model: str = "") -> Calibration:
 def _auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     if positive.all() or not positive.any():
         return None
+    from scipy import stats  # only `voxrelay eval` assesses: the recognizer never loads scipy.stats
+
     u = stats.mannwhitneyu(scores[positive], scores[~positive], alternative="two-sided").statistic
     return float(u / (positive.sum() * (~positive).sum()))
 
 
 def assess(samples: Sequence[Sample], model: str = "") -> dict[str, Any]:
     """How well each signal predicts errors, and the fitted estimate checked by leave-one-out."""
+    from scipy import stats  # only `voxrelay eval` assesses: the recognizer never loads scipy.stats
+
     usable = [s for s in samples if s.words > 0]
     if len(usable) < 5:
         return {"utterances": len(usable), "note": "fewer than 5 labelled utterances: no calibration"}

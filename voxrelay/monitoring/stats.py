@@ -1,7 +1,7 @@
 """Windows of recent feature values and the statistics that compare them with a reference.
 
 Windows, PSI and the KS statistic are :mod:`.binning`'s (numpy only, shared with the edge). Scoring
-compares a window with the reference distribution using scipy's statistics: the two-sample
+compares a window with the reference distribution: the two-sample
 Kolmogorov-Smirnov test and the Wasserstein distance for continuous features, a binomial test for
 rates and a chi-square test for categories, and the population stability index (PSI) over the
 reference's fixed bins for all of them.
@@ -11,7 +11,10 @@ called directly: ``scipy.stats.ks_2samp`` and ``binomtest`` spend 0.5-2 ms per c
 handling, which at 30 windows per scoring would cost more than the rest of the monitors together.
 The KS statistic is ks_2samp's (the largest gap between the two empirical distributions), its p-value
 the asymptotic Kolmogorov one; the binomial p-value is twice the smaller tail (a little more
-conservative than binomtest's). ``tests/test_monitoring.py`` checks them against scipy.stats.
+conservative than binomtest's). The Wasserstein distance is ``scipy.stats.wasserstein_distance``'s
+(the area between the two empirical distribution functions) computed with numpy: importing
+``scipy.stats`` would add about 45 MB to the recognizer's memory for that one function.
+``tests/test_monitoring.py`` checks them all against scipy.stats.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from voxrelay.monitoring.binning import Score, bin_counts, ks_statistic, psi
 from voxrelay.monitoring.features import CATEGORICAL, CONTINUOUS, RATE
@@ -33,11 +36,21 @@ def ks_2samp(sorted_reference: np.ndarray, values: np.ndarray) -> tuple[float, f
     return d, float(min(1.0, max(0.0, special.kolmogorov(np.sqrt(en) * d))))
 
 
+def wasserstein_distance(sorted_reference: np.ndarray, values: np.ndarray) -> float:
+    """First Wasserstein distance between two samples (``sorted_reference`` is sorted): the area between
+    their empirical distribution functions."""
+    window = np.sort(values)
+    both = np.sort(np.concatenate([sorted_reference, window]))
+    cdf_reference = np.searchsorted(sorted_reference, both[:-1], side="right") / sorted_reference.size
+    cdf_window = np.searchsorted(window, both[:-1], side="right") / window.size
+    return float(np.sum(np.abs(cdf_reference - cdf_window) * np.diff(both)))
+
+
 def score_continuous(
     sample: np.ndarray, edges: np.ndarray, proportions: np.ndarray, scale: float, values: np.ndarray
 ) -> Score:
     statistic, p_value = ks_2samp(sample, values)
-    distance = stats.wasserstein_distance(sample, values) / scale if scale > 0 else 0.0
+    distance = wasserstein_distance(sample, values) / scale if scale > 0 else 0.0
     return Score(
         psi=psi(proportions, bin_counts(edges, values)),
         p_value=p_value,
