@@ -21,6 +21,7 @@ from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
 from voxrelay.cloud.fronts import Front
 from voxrelay.cloud.handlers import add_recognizer, receive_limits
+from voxrelay.cloud.memory import tune_memory
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.rollout.admin import AdminService, AdminTokenInterceptor, add_admin
 from voxrelay.cloud.rollout.config import RolloutConfig
@@ -359,6 +360,7 @@ async def _until_stopped(settings: ServerSettings, server: RecognizerServer) -> 
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit status."""
     log.info("open-file limit: %d", raise_open_file_limit())
+    log.info("memory: %s", ", ".join(tune_memory()) or "allocator settings from the environment")
     try:
         asyncio.run(_serve(settings))
     except UnknownModel:

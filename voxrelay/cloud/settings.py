@@ -32,8 +32,10 @@ class ServerSettings:
     inference_workers: int = 0
     cpu_threads: int = 0
     # Dynamic batching: a worker decodes up to max_batch segments of any streams in one call, and
-    # waits up to max_wait_ms for a batch to fill while more segments are on their way.
-    max_batch: int = 8
+    # waits up to max_wait_ms for a batch to fill while more segments are on their way. 2 by default:
+    # on 2 cores (tiny.en, int8, 8 unpaced streams) batches of 2 gave 5.71 audio s per CPU s at a peak
+    # RSS of 351 MB, 8 gave 5.67 at 413 MB, 1 gave 5.43 at 345 MB (scripts/bench_throughput.py).
+    max_batch: int = 2
     max_wait_ms: float = 20.0
     max_segment_seconds: float = 60.0
     max_chunk_bytes: int = 256 * 1024
