@@ -19,10 +19,11 @@ faster-whisper's temperature fallback, on the dev set's English utterances with 
       one ``transcribe`` per utterance under one model lock, like wyoming-faster-whisper), N = 1 and 8
       clients of the package's ``AsyncTcpClient``.
     With each: corpus WER (Whisper's English normaliser) and how many texts equal faster-whisper's own.
-(b) **Capacity**: speakers streaming at real time (0.1 s chunks, 0.5 s between utterances, starts
-    spread over the first 2 s) for ``--trial-seconds`` each; a count passes when the p95 of segment end
-    sent → final result received is under 1.5 s and nothing is refused. The count is searched (doubling,
-    then bisection); the largest passing count is the capacity.
+(b) **Capacity**: speakers streaming at real time (0.1 s chunks, 0.5 s between segments, starts
+    spread over the first 2 s; an utterance over 12 s is sent as equal parts of at most 12 s, as the
+    edge's segmenter closes a segment near its 12 s target) for ``--trial-seconds`` each; a count
+    passes when the p95 of segment end sent → final result received is under 1.5 s and nothing is
+    refused. The count is searched (doubling, then bisection); the largest passing count is the capacity.
 (c) **Memory**: each server's resident memory after start, its largest RSS sampled every 0.1 s while
     it served (the load peak), and the kernel's high-water mark (VmHWM, which includes loading the model).
 
@@ -63,6 +64,7 @@ from voxrelay.quality.wer import NO_ERRORS, normalize, word_errors  # noqa: E402
 BULK_CHUNK = RATE // 2  # samples per AudioChunk when sending unpaced (0.5 s)
 PACED_CHUNK = RATE // 10  # 0.1 s, as the edge sends
 GAP = 0.5  # seconds of silence between a paced speaker's utterances
+LONGEST = 12.0  # seconds: a paced speaker's longer utterances go as equal parts (the segmenter's target length)
 TARGET_P95 = 1.5
 
 
@@ -284,8 +286,18 @@ async def paced_speaker(
         trial.refused += 1
 
 
+def speaker_segments(clips: list[np.ndarray]) -> list[np.ndarray]:
+    """The utterances as a paced speaker's segments: none longer than ``LONGEST`` seconds."""
+    out = []
+    for clip in clips:
+        parts = int(np.ceil(clip.size / (LONGEST * RATE)))
+        out.extend(np.array_split(clip, parts))
+    return out
+
+
 async def capacity_trial(address: str, clips: list[np.ndarray], speakers: int, seconds: float) -> Trial:
     trial = Trial(speakers)
+    clips = speaker_segments(clips)
     spread = random.Random(speakers)  # the same starts for the same count, run after run
     await asyncio.gather(
         *(paced_speaker(address, k, clips, seconds, spread.uniform(0.0, 2.0), trial) for k in range(speakers))
