@@ -37,16 +37,16 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -55,9 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from serveproc import start_serve  # noqa: E402
+from serveproc import start_listening, start_serve  # noqa: E402
 from throughput_baselines import DEFAULT_SPEECH, RATE, english_utterances, wyoming_transcribe  # noqa: E402
 
+from tests.replicas import free_port  # noqa: E402
 from voxrelay.protos import pb, pb_grpc  # noqa: E402
 from voxrelay.quality.wer import NO_ERRORS, normalize, word_errors  # noqa: E402
 
@@ -354,26 +355,20 @@ def same_texts(texts: list[str], direct: list[str]) -> int:
     return sum(normalize(a) == normalize(b) for a, b in zip(texts, direct, strict=True))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_wyoming() -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "throughput_baselines.py"), "wyoming", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise SystemExit(f"the Wyoming server did not start: {line!r}")
+    script = str(ROOT / "scripts" / "throughput_baselines.py")
+    proc, _ = start_listening([sys.executable, script, "wyoming", "--port", str(port)], "the Wyoming server")
     return proc, port
+
+
+def measured(watch: RssWatch, run: Coroutine[Any, Any, Run]) -> Run:
+    """``run`` with the server's CPU seconds during it."""
+    cpu = watch.cpu_seconds()
+    result = asyncio.run(run)
+    result.cpu = watch.cpu_seconds() - cpu
+    print(f"  {result.name}, {result.clients} client(s): {result.speed:.2f}× real time", flush=True)
+    return result
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -445,10 +440,7 @@ def main() -> int:
         mem = Memory("voxrelay serve", watch.status("VmRSS"))
         with watch:
             for n in args.streams:
-                cpu = watch.cpu_seconds()
-                runs.append(asyncio.run(voxrelay_throughput(address, clips, passes, n)))
-                runs[-1].cpu = watch.cpu_seconds() - cpu
-                print(f"  voxrelay serve, {n} stream(s): {runs[-1].speed:.2f}× real time", flush=True)
+                runs.append(measured(watch, voxrelay_throughput(address, clips, passes, n)))
             mem.load_peak = watch.peak
             if not args.no_capacity:
                 print(f"capacity search ({seconds:g} s per speaker per trial):", flush=True)
@@ -467,10 +459,7 @@ def main() -> int:
             mem = Memory("Wyoming server", watch.status("VmRSS"))
             with watch:
                 for n in args.wyoming_clients:
-                    cpu = watch.cpu_seconds()
-                    runs.append(asyncio.run(wyoming_throughput(port, clips, passes, n)))
-                    runs[-1].cpu = watch.cpu_seconds() - cpu
-                    print(f"  Wyoming server, {n} client(s): {runs[-1].speed:.2f}× real time", flush=True)
+                    runs.append(measured(watch, wyoming_throughput(port, clips, passes, n)))
             mem.load_peak = watch.peak
             mem.hwm = watch.status("VmHWM")
             memory.append(mem)
