@@ -55,12 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_batch import corpus_wer  # noqa: E402
 from serveproc import start_listening, start_serve  # noqa: E402
 from throughput_baselines import DEFAULT_SPEECH, RATE, english_utterances, wyoming_transcribe  # noqa: E402
 
 from tests.replicas import free_port  # noqa: E402
 from voxrelay.protos import pb, pb_grpc  # noqa: E402
-from voxrelay.quality.wer import NO_ERRORS, normalize, word_errors  # noqa: E402
+from voxrelay.quality.wer import normalize  # noqa: E402
 
 BULK_CHUNK = RATE // 2  # samples per AudioChunk when sending unpaced (0.5 s)
 PACED_CHUNK = RATE // 10  # 0.1 s, as the edge sends
@@ -344,13 +345,6 @@ def search_capacity(address: str, clips: list[np.ndarray], start: int, limit: in
 # Reporting.
 
 
-def corpus_wer(texts: list[str], references: list[str]) -> float:
-    total = NO_ERRORS
-    for reference, text in zip(references, texts, strict=True):
-        total = total + word_errors(reference, text)
-    return total.wer
-
-
 def same_texts(texts: list[str], direct: list[str]) -> int:
     return sum(normalize(a) == normalize(b) for a, b in zip(texts, direct, strict=True))
 
@@ -491,7 +485,7 @@ def report(
         refused = f"  ({run.refused} refused)" if run.refused else ""
         print(
             f"{run.name:<24} {run.clients:>7} {run.wall:>7.1f} {run.speed:>11.2f} {versus:>9} "
-            f"{corpus_wer(run.texts, references):>7.2%} {same:>9} {run.per_cpu:>13.2f}{refused}"
+            f"{corpus_wer(references, run.texts):>7.2%} {same:>9} {run.per_cpu:>13.2f}{refused}"
         )
     if trials:
         passed = [t.speakers for t in trials if t.passed]
