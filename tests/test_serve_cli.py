@@ -137,7 +137,7 @@ def test_serve_logs_what_it_runs_once_at_start(tmp_path: Path) -> None:
     for part in (
         "INFO voxrelay.startup: serving tiny.en: tiny.en version ",
         " on faster-whisper (cpu/int8",  # the compute type CTranslate2 chose for int8 on this CPU
-        "inference 1 worker(s) x 1 CPU thread(s), batches of up to 8",
+        "inference 1 worker(s) x 1 CPU thread(s), batches of up to 2",
         "64 streams (16 per client)",
         "60 s per segment",
         "TLS on, mutual (client certificates)",
