@@ -88,6 +88,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from voxrelay import SAMPLE_RATE  # noqa: E402
+from voxrelay.cli_recognizer import temperatures  # noqa: E402
 from voxrelay.edge.agent import DEFAULT_VAD, VADS, VadSettings, run_session  # noqa: E402
 from voxrelay.edge.capture.files import LIVE_BLOCK_SECONDS, WavSource  # noqa: E402
 from voxrelay.edge.events import AudioBlock, SegmentClosed, SegmentEvent, SegmentOpened  # noqa: E402
@@ -267,14 +268,16 @@ async def run_voxrelay(
     *,
     tail_seconds: float = STREAM_TAIL_SECONDS,
     progress: Callable[[str], None] = lambda _: None,
+    recognizer: dict[str, Any] | None = None,
 ) -> tuple[dict[str, list[list[str]]], dict[tuple[str, str], list[Run]]]:
     """Recognizer alone on every utterance, and every voxrelay system on every file, on one embedded
-    recognizer (tiny.en int8, beam 5). Returns the alone texts per group and file, and the runs."""
+    recognizer (tiny.en int8, beam 5; ``recognizer``: more of its options). Returns the alone texts per
+    group and file, and the runs."""
     from voxrelay.embedded import embedded_recognizer
 
     alone: dict[str, list[list[str]]] = {}
     runs: dict[tuple[str, str], list[Run]] = {}
-    async with embedded_recognizer(model="tiny.en", beam_size=5) as address:
+    async with embedded_recognizer(model="tiny.en", beam_size=5, **(recognizer or {})) as address:
         settings = UplinkSettings(server=address, device_id="bench-segmentation")
         async with open_uplink(settings) as uplink:
             for group, files in groups.items():
@@ -431,11 +434,41 @@ def run_benchmark(
     *,
     tail_seconds: float = STREAM_TAIL_SECONDS,
     progress: Callable[[str], None] = lambda _: None,
+    recognizer: dict[str, Any] | None = None,
+    per_file: bool = False,
 ) -> list[Row]:
     """Every system on every group; one Row per (group, system), in that order."""
-    alone, runs = asyncio.run(run_voxrelay(groups, systems, tail_seconds=tail_seconds, progress=progress))
+    alone, runs = asyncio.run(
+        run_voxrelay(groups, systems, tail_seconds=tail_seconds, progress=progress, recognizer=recognizer)
+    )
     runs.update(run_faster_whisper(groups, systems, progress))
+    if per_file:
+        print_differences(groups, systems, alone, runs)
     return [score(g, s, files, alone[g], runs[g, s.name]) for g, files in groups.items() for s in systems]
+
+
+def print_differences(
+    groups: dict[str, list[BenchFile]],
+    systems: Sequence[System],
+    alone: dict[str, list[list[str]]],
+    runs: dict[tuple[str, str], list[Run]],
+) -> None:
+    """Each file whose end-to-end word errors differ from the recognizer's alone: both texts and the segments."""
+    for group, files in groups.items():
+        for system in systems:
+            for f, texts, run in zip(files, alone[group], runs[group, system.name], strict=True):
+                if not (f.recognize and f.utterances):
+                    continue
+                reference = " ".join(u.text for u in f.utterances)
+                by_alone = word_errors(reference, " ".join(texts), "en").errors
+                by_e2e = word_errors(reference, run.text, "en").errors
+                if by_alone == by_e2e:
+                    continue
+                spans = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in run.segments)
+                print(
+                    f"{group} / {system.name} / {f.name}: {by_alone} word errors alone, {by_e2e} end to end\n"
+                    f"  alone: {' '.join(texts)}\n  e2e:   {run.text}\n  segments: {spans}"
+                )
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -506,6 +539,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vad-threshold", type=float)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=SECONDS",
                         help="a SegmenterSettings field for the 'current' system (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--temperature",
+        type=temperatures,
+        metavar="T[,T...]",
+        help="the recognizer's sampling temperatures (default: the server's)",
+    )
+    parser.add_argument(
+        "--context-seconds",
+        type=float,
+        metavar="S",
+        help="the recognizer's context window (default: the server's; 0 = off)",
+    )
+    parser.add_argument(
+        "--per-file", action="store_true", help="also print each file whose end-to-end errors differ from alone"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     try:
@@ -544,7 +592,12 @@ def _main(args: argparse.Namespace) -> int:
     for condition in conditions:
         progress(f"making {condition}")
         groups[condition] = [build_condition(condition, plan, args.cache)]
-    rows = run_benchmark(groups, systems, progress=progress)
+    recognizer: dict[str, Any] = {}
+    if args.temperature is not None:
+        recognizer["temperature"] = args.temperature
+    if args.context_seconds is not None:
+        recognizer["context_seconds"] = args.context_seconds
+    rows = run_benchmark(groups, systems, progress=progress, recognizer=recognizer, per_file=args.per_file)
     kinds = sorted({p.labels for p in pieces})
     audio = sum(f.duration for files in groups.values() for f in files)
     notes = [

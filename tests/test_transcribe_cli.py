@@ -80,6 +80,17 @@ def test_pipeline_wer_matches_faster_whisper_direct(server: ServerThread, englis
     assert pipeline.wer <= direct.wer + 0.01
 
 
+def test_the_same_files_twice_give_identical_text(server: ServerThread, speech_dir: Path) -> None:
+    # Several segments each, split at pauses inside sentences: where Whisper is least sure of itself.
+    names = ("jfk_inaugural_1961.wav", "librispeech_1272-128104-0004_8k.wav")
+    paths = [str(speech_dir / "asr" / name) for name in names]
+    runs = [voxrelay("transcribe", "--server", server.address, "--format", "json", *paths) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    first, second = ([(o["file"], o["start"], o["text"]) for o in json_lines(run.stdout)] for run in runs)
+    assert len(first) > len(paths)
+    assert first == second
+
+
 def test_exit_status_and_errors_name_the_file(server: ServerThread, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")

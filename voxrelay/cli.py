@@ -42,9 +42,25 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--temperature",
         type=temperatures,
+        default=d.temperature,
         metavar="T[,T...]",
-        help="Whisper's sampling temperatures, tried in order while a decode looks unreliable (default "
-        "0,0.2,0.4,0.6,0.8,1; 0 = beam search only, reproducible)",
+        help="Whisper's sampling temperatures, tried in order while a decode looks unreliable (default 0: "
+        "beam search only, reproducible; Whisper's own fallback is 0,0.2,0.4,0.6,0.8,1)",
+    )
+    p.add_argument(
+        "--no-tail-guard",
+        dest="tail_guard",
+        action="store_false",
+        help="return the phrases Whisper times past a segment's audio, repeats, or hears no speech in at its "
+        "end (by default they are dropped)",
+    )
+    p.add_argument(
+        "--context-seconds",
+        type=float,
+        default=d.context_seconds,
+        metavar="S",
+        help="decode a segment that starts within S s of the previous one's end with the previous text as "
+        "Whisper's prompt (default %(default)s: off)",
     )
     p.add_argument(
         "--compute-type",
@@ -262,6 +278,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         compute_type=args.compute_type,
         beam_size=args.beam_size,
         temperature=args.temperature,
+        tail_guard=args.tail_guard,
+        context_seconds=args.context_seconds,
         inference_workers=args.inference_workers,
         cpu_threads=args.cpu_threads,
         max_batch=args.max_batch,

@@ -26,11 +26,12 @@ async def embedded_recognizer(
     metrics_registry: CollectorRegistry | None = None,
     cpu_threads: int = 0,
     temperature: tuple[float, ...] | None = None,
+    context_seconds: float = 0.0,
 ) -> AsyncIterator[str]:
     """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit.
 
     ``cpu_threads``: threads per inference worker (0: the cores divided among the workers);
-    ``temperature``: Whisper's fallback temperatures (None: the backend's own).
+    ``temperature``: Whisper's fallback temperatures (None: the server's default, beam search only).
 
     ``metrics_registry``: record the service's metrics there (with the edge's, for one metrics file).
 
@@ -49,7 +50,8 @@ async def embedded_recognizer(
         backend=backend,
         compute_type=compute_type,
         beam_size=beam_size,
-        temperature=temperature,
+        temperature=ServerSettings.temperature if temperature is None else temperature,
+        context_seconds=context_seconds,
         inference_workers=inference_workers,
         cpu_threads=cpu_threads,
         # One user on this machine: every stream is theirs.

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.interim import InterimRecognizer, interim_interval
 from voxrelay.cloud.segments import OpenSegment, SessionState
@@ -60,6 +61,8 @@ class StreamSession:
         self._segment: OpenSegment | None = None
         # Interim recognitions of the open segment, when the config asks for them.
         self._interim: InterimRecognizer | None = None
+        # The last segment ended on this stream: its end in the session's audio and its result.
+        self._previous: tuple[float, asyncio.Future[pb.RecognitionResult]] | None = None
 
     async def responses(self, requests: AsyncIterator[pb.StreamRequest]) -> AsyncIterator[pb.StreamResponse]:
         """Yield responses; raises a VoxrelayError for a request that ends the stream."""
@@ -318,9 +321,15 @@ class StreamSession:
         future, owner = self.core.results.claim(key, digest)
         ack = pb.SegmentAck(segment_id=segment.segment_id, audio_seconds=audio_seconds, duplicate=not owner)
         self._out.put_nowait(pb.StreamResponse(ack=ack))
+        previous = self._previous
+        self._previous = (segment.offset + audio_seconds, future)
+        context_seconds = self.core.settings.context_seconds
+        if previous is not None and not (context_seconds and segment.offset - previous[0] <= context_seconds):
+            previous = None
         if owner:
             self.core.queued_audio_seconds += audio_seconds
-            self.core.spawn(self._recognize(state, segment, audio_seconds, ended, future))
+            context = previous[1] if previous is not None else None
+            self.core.spawn(self._recognize(state, segment, audio_seconds, ended, future, context))
         self._pending += 1
         self._results.put_nowait(asyncio.ensure_future(self._respond(segment.segment_id, future)))
 
@@ -342,14 +351,18 @@ class StreamSession:
         audio_seconds: float,
         ended: float,
         future: asyncio.Future[pb.RecognitionResult],
+        context: asyncio.Future[pb.RecognitionResult] | None = None,
     ) -> None:
         key = self._cache_key(segment.segment_id)
         engine = segment.engine or state.engine
         try:
             audio = state.fmt.decode("audio", b"".join(segment.chunks))
             segment.chunks.clear()
+            options = state.options
+            if context is not None:
+                options = with_context(options, await previous_text(context))
             try:
-                recognition = await engine.recognize(audio, state.options, self.client or "")
+                recognition = await engine.recognize(audio, options, self.client or "")
             except VoxrelayError as err:
                 self.core.observe_error(engine, err)
                 raise
@@ -381,7 +394,7 @@ class StreamSession:
             segment.vad,
             f"{state.device_id}/{state.session_id}",
             engine=engine,
-            options=state.options,
+            options=options,
         )
         if not future.done():
             future.set_result(result)
@@ -403,3 +416,27 @@ class StreamSession:
             )
             return pb.StreamResponse(error=error)
         return pb.StreamResponse(result=result)
+
+
+CONTEXT_WORDS = 40
+"""Words of the previous result passed as the prompt (about 50-60 tokens of English, well inside
+Whisper's prompt of 224 with room for a session's initial_prompt)."""
+
+
+async def previous_text(result: asyncio.Future[pb.RecognitionResult]) -> str:
+    """The text of the previous segment's result once it is known ("" when it failed or went away)."""
+    try:
+        return (await asyncio.shield(result)).text.strip()
+    except (VoxrelayError, asyncio.CancelledError):
+        if not result.done():  # this task was cancelled, not the previous recognition
+            raise
+        return ""
+
+
+def with_context(options: DecodeOptions, text: str) -> DecodeOptions:
+    """``options`` with the last :data:`CONTEXT_WORDS` words of ``text`` after its initial_prompt."""
+    words = text.split()[-CONTEXT_WORDS:]
+    if not words:
+        return options
+    prompt = " ".join(filter(None, [(options.initial_prompt or "").strip(), " ".join(words)]))
+    return replace(options, initial_prompt=prompt)

@@ -24,9 +24,17 @@ class ServerSettings:
     device: str = "cpu"
     compute_type: str = "int8"
     beam_size: int = 5
-    # Whisper's sampling temperatures, tried in order while a decode looks unreliable (None: the
-    # backend's own 0, 0.2, ... 1.0; (0.0,) is beam search only, reproducible).
-    temperature: tuple[float, ...] | None = None
+    # Whisper's sampling temperatures, tried in order while a decode looks unreliable. The default,
+    # (0.0,), is beam search only: the same audio always gives the same text (the fallback's sampling
+    # is not seeded, and on the dev set and its constructed conditions it bought no accuracy; see
+    # the README). None: the backend's own 0, 0.2, ... 1.0.
+    temperature: tuple[float, ...] | None = (0.0,)
+    # A segment that starts within context_seconds of the previous one's end on the same stream is
+    # decoded with the previous result's text (its last CONTEXT_WORDS words) as Whisper's prompt,
+    # after the session's own initial_prompt (0: off).
+    context_seconds: float = 0.0
+    # Drop hallucinated phrases at the end of each segment (see voxrelay.cloud.backends.guard).
+    tail_guard: bool = True
     # Inference workers (model calls running at once) and CPU threads per worker; 0 = picked for the
     # machine (see voxrelay.cloud.parallelism: one single-threaded worker per core, up to 4).
     inference_workers: int = 0
@@ -123,6 +131,8 @@ class ServerSettings:
             from voxrelay.cloud.backends.base import check_temperatures
 
             check_temperatures("temperature", self.temperature)
+        if not 0.0 <= self.context_seconds <= 60.0:
+            raise InvalidArgument(f"context_seconds: {self.context_seconds} must lie between 0 (off) and 60 s")
         if self.inference_workers < 0 or self.cpu_threads < 0:
             raise InvalidArgument(
                 f"workers and cpu_threads: {self.inference_workers} and {self.cpu_threads} must be 0 "

@@ -104,6 +104,7 @@ def decode_options(
         initial_prompt=options.initial_prompt or None,
         hotwords=options.hotwords or None,
         temperature=settings.temperature,
+        tail_guard=settings.tail_guard,
     )
 
 

@@ -40,6 +40,8 @@ class DecodeOptions:
     # A provisional decode of a segment's audio so far (an interim result): a backend may take a
     # quicker path than its own (see backends.quick); never set for a final result.
     interim: bool = False
+    # Drop hallucinated phrases at the end of the segment (see backends.guard).
+    tail_guard: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= 10:

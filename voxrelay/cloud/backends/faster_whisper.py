@@ -11,6 +11,7 @@ from voxrelay.errors import BackendError, InvalidArgument, MissingDependency, Vo
 from voxrelay.models.catalogue import ResolvedModel, local_model, model_version
 
 from .base import DecodeOptions, ModelDescriptor, Phrase, Transcript, WordTiming
+from .guard import guard_tail
 from .quick import quick_decode
 
 BACKEND_NAME = "faster-whisper"
@@ -103,7 +104,8 @@ class FasterWhisperBackend:
             segments = list(segments)  # decoding happens while the generator is consumed
         except Exception as err:
             raise BackendError(f"faster-whisper failed on a {samples.size / 16000:.2f} s segment: {err}") from err
-        return _transcript(segments, info.language, float(info.language_probability))
+        transcript = _transcript(segments, info.language, float(info.language_probability))
+        return guard_tail(transcript, samples.size / 16000) if options.tail_guard else transcript
 
     def transcribe_batch(self, batch: Sequence[tuple[np.ndarray, DecodeOptions]]) -> list[Transcript | VoxrelayError]:
         """Several segments decoded together (see :mod:`.lockstep`): the same texts as ``transcribe`` one
@@ -139,8 +141,9 @@ class FasterWhisperBackend:
             for i, samples, options in checked:
                 outcomes[i] = self.transcribe_batch([(samples, options)])[0]
             return outcomes
-        for (i, _, _), result in zip(checked, decoded, strict=True):
-            outcomes[i] = _transcript(result.segments, result.language, result.language_probability)
+        for (i, samples, options), result in zip(checked, decoded, strict=True):
+            transcript = _transcript(result.segments, result.language, result.language_probability)
+            outcomes[i] = guard_tail(transcript, samples.size / 16000) if options.tail_guard else transcript
         return outcomes
 
     def count_tokens(self, text: str) -> int:

@@ -21,6 +21,7 @@ from voxrelay.models.catalogue import ResolvedModel, local_model, model_version
 
 from .base import DecodeOptions, ModelDescriptor, Phrase, Transcript, WordTiming
 from .faster_whisper import check_audio
+from .guard import guard_tail
 
 if TYPE_CHECKING:
     from whisper.model import Whisper
@@ -125,13 +126,14 @@ class OpenAIWhisperBackend:
             for s in segments
             for w in s.get("words", ())
         )
-        return Transcript(
+        transcript = Transcript(
             text=str(result["text"]).strip(),
             phrases=phrases,
             language=language,
             language_probability=probability,
             words=words,
         )
+        return guard_tail(transcript, samples.size / 16000) if options.tail_guard else transcript
 
     def _language(self, model: Whisper, samples: np.ndarray, requested: str | None) -> tuple[str, float]:
         """The language to decode in and its probability (1.0 when fixed by the model or caller)."""
