@@ -221,8 +221,8 @@ def test_the_server_settings_temperatures_reach_the_decoder() -> None:
     model = ModelDescriptor("tiny.en", "0123456789ab", "faster-whisper", False, "cpu/int8")
     given = decode_options("options", pb.RecognitionOptions(), ServerSettings(temperature=(0.0, 0.5)), model)
     assert given.temperature == (0.0, 0.5)
-    assert decode_options("options", pb.RecognitionOptions(), ServerSettings(), model).temperature == (0.0,)
-    assert build_parser().parse_args(["serve"]).temperature == (0.0,)
+    assert decode_options("options", pb.RecognitionOptions(), ServerSettings(), model).temperature is None
+    assert build_parser().parse_args(["serve"]).temperature is None
     with pytest.raises(InvalidArgument, match=r"temperature: 1\.5 is out of range"):
         ServerSettings(temperature=(0.0, 1.5))
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,18 @@ def test_pipeline_wer_matches_faster_whisper_direct(server: ServerThread, englis
     assert pipeline.wer <= direct.wer + 0.01
 
 
-def test_the_same_files_twice_give_identical_text(server: ServerThread, speech_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def beam_server(engines: dict[str, Any]) -> Iterator[ServerThread]:
+    """The recognizer with ``serve --temperature 0``: beam search only, no sampled fallback."""
+    from voxrelay.cloud.settings import ServerSettings
+
+    running = ServerThread(ServerSettings(port=0, temperature=(0.0,), max_segment_seconds=40.0), engines)
+    yield running
+    running.stop(close_engines=False)
+
+
+def test_the_same_files_twice_give_identical_text(beam_server: ServerThread, speech_dir: Path) -> None:
+    server = beam_server
     # Several segments each, split at pauses inside sentences: where Whisper is least sure of itself.
     names = ("jfk_inaugural_1961.wav", "librispeech_1272-128104-0004_8k.wav")
     paths = [str(speech_dir / "asr" / name) for name in names]

@@ -44,8 +44,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         type=temperatures,
         default=d.temperature,
         metavar="T[,T...]",
-        help="Whisper's sampling temperatures, tried in order while a decode looks unreliable (default 0: "
-        "beam search only, reproducible; Whisper's own fallback is 0,0.2,0.4,0.6,0.8,1)",
+        help="Whisper's sampling temperatures, tried in order while a decode looks unreliable (default "
+        "0,0.2,0.4,0.6,0.8,1; 0 = beam search only, reproducible)",
     )
     p.add_argument(
         "--no-tail-guard",

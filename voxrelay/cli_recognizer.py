@@ -35,7 +35,7 @@ def add_recognizer_options(p: argparse.ArgumentParser) -> None:
         type=temperatures,
         metavar="T[,T...]",
         help="embedded recognizer: Whisper's sampling temperatures, tried in order while a decode looks "
-        "unreliable (default 0: beam search only, reproducible; Whisper's own fallback is 0,0.2,0.4,0.6,0.8,1)",
+        "unreliable (default 0,0.2,0.4,0.6,0.8,1; 0 = beam search only, reproducible)",
     )
     p.add_argument(
         "--compute-type",

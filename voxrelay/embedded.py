@@ -31,7 +31,7 @@ async def embedded_recognizer(
     """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit.
 
     ``cpu_threads``: threads per inference worker (0: the cores divided among the workers);
-    ``temperature``: Whisper's fallback temperatures (None: the server's default, beam search only).
+    ``temperature``: Whisper's fallback temperatures (None: the server's default).
 
     ``metrics_registry``: record the service's metrics there (with the edge's, for one metrics file).
 

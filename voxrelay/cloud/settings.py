@@ -24,11 +24,11 @@ class ServerSettings:
     device: str = "cpu"
     compute_type: str = "int8"
     beam_size: int = 5
-    # Whisper's sampling temperatures, tried in order while a decode looks unreliable. The default,
-    # (0.0,), is beam search only: the same audio always gives the same text (the fallback's sampling
-    # is not seeded, and on the dev set and its constructed conditions it bought no accuracy; see
-    # the README). None: the backend's own 0, 0.2, ... 1.0.
-    temperature: tuple[float, ...] | None = (0.0,)
+    # Whisper's sampling temperatures, tried in order while a decode looks unreliable (None: the
+    # backend's own 0, 0.2, ... 1.0, whose sampling cannot be seeded; (0.0,) is beam search only,
+    # reproducible, but then Whisper's no-speech rule drops quiet utterances a sampled retry would
+    # have kept: see the README).
+    temperature: tuple[float, ...] | None = None
     # A segment that starts within context_seconds of the previous one's end on the same stream is
     # decoded with the previous result's text (its last CONTEXT_WORDS words) as Whisper's prompt,
     # after the session's own initial_prompt (0: off).
