@@ -328,7 +328,10 @@ def test_a_flood_of_short_calls_is_refused_while_the_other_client_is_served_next
         time.sleep(0.5)  # the rest of the flood has been admitted or refused by now
         good = stub.Recognize.future(pb.RecognizeRequest(audio=utterance), metadata=auth(GOOD), timeout=120)
         good.add_done_callback(record("good"))
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10  # the worker is freed once the good call waits in the queue too
+        while not blocker.engine.scheduler.load("token:good") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert blocker.engine.scheduler.load("token:good"), "the good call never reached the queue"
     assert "fellow" in good.result().text.lower()
     refused = [call.exception() for call in flood if call.exception() is not None]
     assert refused, "the flood passed its client's limit without a refusal"
