@@ -13,7 +13,7 @@ import pytest
 
 from voxrelay.edge.events import AudioBlock, SegmentAudio, SegmentClosed, SegmentOpened
 from voxrelay.edge.vad.detectors import WebRtcVad
-from voxrelay.edge.vad.segmenter import Action, Close, Emit, Open, Segmenter, SegmenterSettings
+from voxrelay.edge.vad.segmenter import Action, Close, Emit, Open, Pause, Segmenter, SegmenterSettings
 from voxrelay.edge.vad.speech import SpeechSegmenter
 from voxrelay.errors import InvalidArgument
 
@@ -40,6 +40,7 @@ class Segment:
     speech_end: int = -1
     forced: bool = False
     emitted: list[int] = field(default_factory=list)
+    pauses: list[int] = field(default_factory=list)  # end frames offered by Pause actions
 
 
 def run(
@@ -82,8 +83,15 @@ def check(log: list[tuple[int, Action]], settings: SegmenterSettings, frames: in
             assert action.up_to_frame > previous, "an empty or backward emit"
             assert i < 0 or action.up_to_frame <= i + 1, "emitted a frame that has not arrived"
             current.emitted.append(action.up_to_frame)
+        elif isinstance(action, Pause):
+            assert current is not None, "a pause outside a segment"
+            assert current.emitted and current.emitted[-1] == action.end_frame, "a pause before its audio was sent"
+            assert action.end_frame not in current.pauses, "the same pause offered twice"
+            current.pauses.append(action.end_frame)
         else:
             assert current is not None, "closed with no open segment"
+            if current.pauses and current.pauses[-1] == current.emitted[-1]:  # a pause with nothing sent since
+                assert action.end_frame == current.pauses[-1], "closed with other audio than the pause offered"
             assert current.emitted and current.emitted[-1] == action.end_frame, "closed before its audio was sent"
             current.end, current.speech_end, current.forced = (
                 action.end_frame,
@@ -160,6 +168,49 @@ def test_a_pause_shorter_than_the_hangover_stays_inside_the_segment() -> None:
 def test_a_pause_as_long_as_the_hangover_splits() -> None:
     segments, _ = run("SSSS.....SSSS" + "." * 5)
     assert spans(segments) == [(0, 6), (7, 15)]
+
+
+def pauses(log: list[tuple[int, Action]]) -> list[tuple[int, Pause]]:
+    return [(i, a) for i, a in log if isinstance(a, Pause)]
+
+
+def test_a_pause_is_offered_once_the_post_roll_is_sent_and_a_lasting_pause_closes_there() -> None:
+    # TENTH speculates after 0.2 s (2 frames, the post-roll): speech ends at frame 4.
+    segments, log = run("SSSS" + "." * 8)
+    assert pauses(log) == [(5, Pause(6))]
+    # The close that follows keeps exactly the audio the pause offered, and sends nothing more.
+    assert log[log.index((5, Pause(6))) + 1 :] == [(8, Close(6, 4, False))]
+    assert segments[0].pauses == [6]
+
+
+def test_speech_that_resumes_after_a_pause_offers_each_pause_again() -> None:
+    segments, log = run("SSSS...SSSS...SS" + "." * 6)
+    assert spans(segments) == [(0, 18)]
+    assert [p.end_frame for _, p in pauses(log)] == [6, 13, 18]
+    # After the first two, audio follows: they were moot, and the segment goes on.
+    for i, pause in pauses(log)[:2]:
+        later = [a for j, a in log if j > i]
+        assert isinstance(later[0], Emit) and later[0].up_to_frame > pause.end_frame
+
+
+def test_speculation_waits_at_least_the_post_roll() -> None:
+    settings = dataclasses.replace(TENTH, speculate_seconds=0.1)
+    assert settings.speculate_frames == settings.post_roll_frames == 2
+    _, log = run("SSSS" + "." * 8, settings=settings)
+    assert pauses(log) == [(5, Pause(6))]
+
+
+def test_no_pause_when_speculation_is_off_or_as_long_as_the_endpoint() -> None:
+    for seconds in (0.0, 0.5, 2.0):
+        settings = dataclasses.replace(TENTH, speculate_seconds=seconds)
+        segments, log = run("SSSS...SSSS" + "." * 8, settings=settings)
+        assert pauses(log) == [] and len(segments) == 1
+
+
+def test_a_pause_is_not_offered_in_the_window_held_for_a_forced_split() -> None:
+    # Maximum 30 frames, the last 10 held back for the split search: a pause there has audio unsent.
+    _, log = run("S" * 24 + "..." + "S" * 10 + "." * 8)
+    assert all(i < 20 or i > 30 for i, _ in pauses(log))
 
 
 def test_flush_closes_an_open_segment_keeping_the_post_roll() -> None:
@@ -293,9 +344,12 @@ def test_random_streams_bridge_no_pause_the_rules_close_at() -> None:
 
 
 def merged(actions: list[Action]) -> list[Action]:
-    """``actions`` with each run of consecutive Emits reduced to its last."""
+    """``actions`` with each run of consecutive Emits reduced to its last, and each Pause that an Emit
+    follows (speech resumed: moot) left out."""
     out: list[Action] = []
     for action in actions:
+        if isinstance(action, Emit) and out and isinstance(out[-1], Pause):
+            out.pop()
         if out and isinstance(action, Emit) and isinstance(out[-1], Emit):
             out[-1] = action
         else:

@@ -55,6 +55,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "end (by default they are dropped)",
     )
     p.add_argument(
+        "--no-speculate",
+        dest="speculate",
+        action="store_false",
+        help="ignore the pauses an edge reports in its open segment (by default the segment so far is "
+        "recognised during the pause, below every final result, and used if the segment then ends)",
+    )
+    p.add_argument(
         "--context-seconds",
         type=float,
         default=d.context_seconds,
@@ -279,6 +286,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         beam_size=args.beam_size,
         temperature=args.temperature,
         tail_guard=args.tail_guard,
+        speculate=args.speculate,
         context_seconds=args.context_seconds,
         inference_workers=args.inference_workers,
         cpu_threads=args.cpu_threads,

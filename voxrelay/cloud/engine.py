@@ -76,6 +76,18 @@ class _Work:
 BatchObserver = Callable[[int, float, Priority], None]
 
 
+@dataclass
+class Ticket:
+    """What :meth:`InferenceEngine.recognize` submitted, for a caller that may withdraw it unrun."""
+
+    job: Job | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether a worker has taken the job (its cost is spent, or being spent, whatever follows)."""
+        return self.job is not None and self.job.taken_at > 0
+
+
 def _settle(future: asyncio.Future[Recognition], outcome: Recognition | BaseException) -> None:
     if future.done():
         return
@@ -167,10 +179,12 @@ class InferenceEngine:
         client: str = "",
         priority: Priority = Priority.FINAL,
         deadline: float | None = None,
+        ticket: Ticket | None = None,
     ) -> Recognition:
         """Recognise ``audio`` (float32 mono 16 kHz) when the scheduler gives ``client`` its turn.
 
         ``deadline`` (perf_counter time, interim work): drop the job unrun after it (:class:`Dropped`).
+        ``ticket``: told the job, so that the caller can see whether a worker has started it.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Recognition] = loop.create_future()
@@ -180,6 +194,8 @@ class InferenceEngine:
         # backend groups the decoder calls by their settings.
         cost = self.cost.estimate(audio.size / SAMPLE_RATE, tokens)
         job = Job(client, cost, work, priority, batch_key=None, heavy=tokens > HEAVY_PROMPT_TOKENS)
+        if ticket is not None:
+            ticket.job = job
         try:
             self.scheduler.submit(job)
         except RuntimeError:

@@ -133,6 +133,21 @@ class CloudMetrics:
             model,
             registry=registry,
         )
+        self.speculative = Counter(
+            "voxrelay_asr_speculative_total",
+            "Speculative recognitions of segments during a pause, by outcome: used (it became the final "
+            "result), wasted (speech resumed after it ran), withdrawn (dropped unrun: speech resumed, or "
+            "the end came first and the final went in as usual), skipped (not started: the server was busy "
+            "or the audio came faster than real time), failed",
+            [*model, "outcome"],
+            registry=registry,
+        )
+        self.speculative_inference = Counter(
+            "voxrelay_asr_speculative_inference_seconds_total",
+            "Time inside the model spent on speculative recognitions, by outcome (used or wasted)",
+            [*model, "outcome"],
+            registry=registry,
+        )
         self.requests = Counter(
             "voxrelay_asr_requests_total",
             "Single-utterance requests by front (grpc Recognize, http, wyoming) and status code (OK or the "
@@ -240,6 +255,13 @@ class CloudMetrics:
         self.interim.labels(model=model.name, backend=model.backend, outcome=outcome).inc()
         if inference > 0:
             self.interim_inference.labels(model=model.name, backend=model.backend).inc(inference)
+
+    def speculation_done(self, model: ModelDescriptor, outcome: str, inference: float = 0.0) -> None:
+        """One speculative recognition ended with ``outcome`` (see ``voxrelay_asr_speculative_total``)."""
+        labels = {"model": model.name, "backend": model.backend, "outcome": outcome}
+        self.speculative.labels(**labels).inc()
+        if inference > 0:
+            self.speculative_inference.labels(**labels).inc(inference)
 
     def audio_received(self, seconds: float) -> None:
         self.audio.inc(max(0.0, seconds))

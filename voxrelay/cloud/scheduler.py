@@ -56,8 +56,9 @@ class Priority(IntEnum):
     """Levels served strictly in this order; fair between clients within a level."""
 
     FINAL = 0  # a segment's or an utterance's final result: what a client waits for
-    SHADOW = 1  # work whose result nobody waits for (a candidate model's comparison)
-    INTERIM = 2  # partial results that a newer request makes worthless
+    SPECULATIVE = 1  # a segment's likely final result, decoded during a pause before its end
+    SHADOW = 2  # work whose result nobody waits for (a candidate model's comparison)
+    INTERIM = 3  # partial results that a newer request makes worthless
 
 
 @dataclass(eq=False)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import replace
+
+import numpy as np
 
 from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
+from voxrelay.cloud.engine import Ticket
 from voxrelay.cloud.interim import InterimRecognizer, interim_interval
+from voxrelay.cloud.scheduler import Priority
 from voxrelay.cloud.segments import OpenSegment, SessionState
+from voxrelay.cloud.speculate import Decoded, Speculation, Speculator
 from voxrelay.cloud.streamguard import IdleStream, OpenSegmentClock, SlowSegment, stream_deadline
 from voxrelay.cloud.watch import vad_features
 from voxrelay.cloud.wire import decode_options, limits, model_info, recognition_result, wire_format
@@ -61,6 +66,8 @@ class StreamSession:
         self._segment: OpenSegment | None = None
         # Interim recognitions of the open segment, when the config asks for them.
         self._interim: InterimRecognizer | None = None
+        # Speculative recognition of the open segment during a pause the edge reports.
+        self._speculator = Speculator(core.metrics)
         # The last segment ended on this stream: its end in the session's audio and its result.
         self._previous: tuple[float, asyncio.Future[pb.RecognitionResult]] | None = None
 
@@ -88,6 +95,7 @@ class StreamSession:
         tracebacks point back here), so its memory is freed now rather than by a later cycle collection."""
         if self._interim is not None:
             self._interim.close()
+        self._speculator.close()
         if self._segment is not None:
             self._segment.chunks.clear()
             self._segment = None
@@ -178,7 +186,7 @@ class StreamSession:
     async def _handle(self, request: pb.StreamRequest) -> None:
         kind = request.WhichOneof("message")
         if kind is None:
-            raise InvalidArgument("StreamRequest: no message set (expected config, start, audio or end)")
+            raise InvalidArgument("StreamRequest: no message set (expected config, start, audio, pause or end)")
         if self._state is None and kind != "config":
             raise InvalidArgument(f"{kind}: the first message of a stream must be config, not {kind}")
         if kind == "config":
@@ -187,6 +195,8 @@ class StreamSession:
             await self._start(request.start)
         elif kind == "audio":
             self._audio(request.audio)
+        elif kind == "pause":
+            self._pause(request.pause)
         else:
             self._end(request.end)
 
@@ -280,6 +290,34 @@ class StreamSession:
         self.core.metrics_audio(self._state.fmt.seconds(len(chunk.audio)))
         if self._interim is not None:
             self._interim.grew(self._state, segment)
+        self._speculator.grew(segment)
+
+    def _pause(self, pause: pb.SegmentPause) -> None:
+        state, segment = self._state, self._segment
+        assert state is not None
+        if segment is None:
+            raise InvalidArgument("pause: no segment is open; send start (and audio) before pause")
+        if pause.segment_id and pause.segment_id != segment.segment_id:
+            raise InvalidArgument(
+                f"pause.segment_id: {shown(pause.segment_id)} does not match the open segment "
+                f"{shown(segment.segment_id)}"
+            )
+        if not self.core.settings.speculate:
+            return
+        context = self._context_for(segment)
+
+        def decode(audio: np.ndarray, priority: Priority, ticket: Ticket) -> Coroutine[object, object, Decoded]:
+            return self._decode(state, segment, audio, context, priority, ticket)
+
+        self._speculator.paused(state, segment, decode)
+
+    def _context_for(self, segment: OpenSegment) -> asyncio.Future[pb.RecognitionResult] | None:
+        """The previous segment's result, when ``segment`` is decoded with its text as the prompt."""
+        previous = self._previous
+        context_seconds = self.core.settings.context_seconds
+        if previous is None or not (context_seconds and segment.offset - previous[0] <= context_seconds):
+            return None
+        return previous[1]
 
     def _end(self, end: pb.SegmentEnd) -> None:
         if self._interim is not None:  # from here on none of the open segment's interims goes out
@@ -293,6 +331,7 @@ class StreamSession:
             raise InvalidArgument(
                 f"end.segment_id: {shown(end.segment_id)} does not match the open segment {shown(segment.segment_id)}"
             )
+        speculation = self._speculator.take(segment)
         if not segment.n_bytes:
             raise InvalidArgument(f"end: segment {shown(segment.segment_id)} has no audio")
         self._segment = None
@@ -304,6 +343,8 @@ class StreamSession:
         digest = self._digest(segment)
         if not self.core.results.matches(key, digest):
             segment.chunks.clear()
+            if speculation is not None:
+                self._speculator.discard(speculation)
             raise FailedPrecondition(
                 f"segment {shown(segment.segment_id)}: this id was already sent in session "
                 f"{shown(state.session_id)} with different audio; give each segment a new id"
@@ -317,19 +358,19 @@ class StreamSession:
                 )
             except VoxrelayError:
                 segment.chunks.clear()
+                if speculation is not None:
+                    self._speculator.discard(speculation)
                 raise
         future, owner = self.core.results.claim(key, digest)
         ack = pb.SegmentAck(segment_id=segment.segment_id, audio_seconds=audio_seconds, duplicate=not owner)
         self._out.put_nowait(pb.StreamResponse(ack=ack))
-        previous = self._previous
+        context = self._context_for(segment)
         self._previous = (segment.offset + audio_seconds, future)
-        context_seconds = self.core.settings.context_seconds
-        if previous is not None and not (context_seconds and segment.offset - previous[0] <= context_seconds):
-            previous = None
         if owner:
             self.core.queued_audio_seconds += audio_seconds
-            context = previous[1] if previous is not None else None
-            self.core.spawn(self._recognize(state, segment, audio_seconds, ended, future, context))
+            self.core.spawn(self._recognize(state, segment, audio_seconds, ended, future, context, speculation))
+        elif speculation is not None:  # answered from the cache
+            self._speculator.discard(speculation)
         self._pending += 1
         self._results.put_nowait(asyncio.ensure_future(self._respond(segment.segment_id, future)))
 
@@ -352,20 +393,19 @@ class StreamSession:
         ended: float,
         future: asyncio.Future[pb.RecognitionResult],
         context: asyncio.Future[pb.RecognitionResult] | None = None,
+        speculation: Speculation | None = None,
     ) -> None:
         key = self._cache_key(segment.segment_id)
         engine = segment.engine or state.engine
         try:
-            audio = state.fmt.decode("audio", b"".join(segment.chunks))
+            decoded = await self._speculated(speculation) if speculation is not None else None
+            if decoded is not None and speculation is not None:
+                audio = speculation.audio
+                options, recognition = decoded
+            else:
+                audio = state.fmt.decode("audio", b"".join(segment.chunks))
+                options, recognition = await self._decode(state, segment, audio, context)
             segment.chunks.clear()
-            options = state.options
-            if context is not None:
-                options = with_context(options, await previous_text(context))
-            try:
-                recognition = await engine.recognize(audio, options, self.client or "")
-            except VoxrelayError as err:
-                self.core.observe_error(engine, err)
-                raise
         except VoxrelayError as err:
             if not future.done():
                 future.set_exception(err)
@@ -387,6 +427,9 @@ class StreamSession:
         )
         # Queue wait counts from the segment's end: decoding and waiting for a worker.
         result.timings.queue_wait_seconds = max(0.0, time.perf_counter() - ended - recognition.inference)
+        result.timings.speculative = decoded is not None
+        if decoded is not None:
+            result.timings.queue_wait_seconds = 0.0
         self.core.observe_result(
             engine.model,
             result,
@@ -398,6 +441,38 @@ class StreamSession:
         )
         if not future.done():
             future.set_result(result)
+
+    async def _decode(
+        self,
+        state: SessionState,
+        segment: OpenSegment,
+        audio: np.ndarray,
+        context: asyncio.Future[pb.RecognitionResult] | None,
+        priority: Priority = Priority.FINAL,
+        ticket: Ticket | None = None,
+    ) -> Decoded:
+        """Recognise ``audio`` of ``segment`` with the session's options (and the previous text)."""
+        engine = segment.engine or state.engine
+        options = state.options
+        if context is not None:
+            options = with_context(options, await previous_text(context))
+        try:
+            recognition = await engine.recognize(audio, options, self.client or "", priority, ticket=ticket)
+        except VoxrelayError as err:
+            if priority == Priority.FINAL:  # a speculation that fails is decoded again as usual
+                self.core.observe_error(engine, err)
+            raise
+        return options, recognition
+
+    async def _speculated(self, speculation: Speculation) -> Decoded | None:
+        """The result of a speculation taken at the segment's end (None: it failed)."""
+        try:
+            decoded = await speculation.task
+        except VoxrelayError:
+            self._speculator.failed(speculation)
+            return None
+        self._speculator.used(speculation)
+        return decoded
 
     async def _respond(self, segment_id: str, future: asyncio.Future[pb.RecognitionResult]) -> pb.StreamResponse:
         try:

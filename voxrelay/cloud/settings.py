@@ -35,6 +35,8 @@ class ServerSettings:
     context_seconds: float = 0.0
     # Drop hallucinated phrases at the end of each segment (see voxrelay.cloud.backends.guard).
     tail_guard: bool = True
+    # Recognise an open segment during a pause its edge reports (SegmentPause), see voxrelay.cloud.speculate.
+    speculate: bool = True
     # Inference workers (model calls running at once) and CPU threads per worker; 0 = picked for the
     # machine (see voxrelay.cloud.parallelism: one single-threaded worker per core, up to 4).
     inference_workers: int = 0

@@ -52,6 +52,18 @@ class SegmentAudio:
 
 
 @dataclass(frozen=True)
+class SegmentPaused:
+    """The open segment's speech has paused; all the audio it would hold if it closed now has come.
+
+    The uplink may have it recognised already (speculatively): if the pause lasts, the segment closes
+    with just that audio and the result is ready sooner; if speech resumes, more audio follows.
+    """
+
+    sequence: int
+    end: float
+
+
+@dataclass(frozen=True)
 class SegmentClosed:
     """The open segment ends.
 
@@ -72,4 +84,4 @@ class SegmentClosed:
     closed_clock: float | None = None
 
 
-SegmentEvent = SegmentOpened | SegmentAudio | SegmentClosed
+SegmentEvent = SegmentOpened | SegmentAudio | SegmentPaused | SegmentClosed

@@ -107,6 +107,12 @@ class VadStats(_message.Message):
     hangover_seconds: float
     def __init__(self, vad: _Optional[str] = ..., speech_ratio: _Optional[float] = ..., mean_speech_probability: _Optional[float] = ..., level_dbfs: _Optional[float] = ..., clipping_ratio: _Optional[float] = ..., forced_split: _Optional[bool] = ..., pre_roll_seconds: _Optional[float] = ..., hangover_seconds: _Optional[float] = ...) -> None: ...
 
+class SegmentPause(_message.Message):
+    __slots__ = ("segment_id",)
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    def __init__(self, segment_id: _Optional[str] = ...) -> None: ...
+
 class SegmentEnd(_message.Message):
     __slots__ = ("segment_id", "vad")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -116,16 +122,18 @@ class SegmentEnd(_message.Message):
     def __init__(self, segment_id: _Optional[str] = ..., vad: _Optional[_Union[VadStats, _Mapping]] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
-    __slots__ = ("config", "start", "audio", "end")
+    __slots__ = ("config", "start", "audio", "end", "pause")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
     config: SessionConfig
     start: SegmentStart
     audio: AudioChunk
     end: SegmentEnd
-    def __init__(self, config: _Optional[_Union[SessionConfig, _Mapping]] = ..., start: _Optional[_Union[SegmentStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[SegmentEnd, _Mapping]] = ...) -> None: ...
+    pause: SegmentPause
+    def __init__(self, config: _Optional[_Union[SessionConfig, _Mapping]] = ..., start: _Optional[_Union[SegmentStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[SegmentEnd, _Mapping]] = ..., pause: _Optional[_Union[SegmentPause, _Mapping]] = ...) -> None: ...
 
 class SessionAccepted(_message.Message):
     __slots__ = ("session_id", "model", "limits")
@@ -216,16 +224,18 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., multilingual: _Optional[bool] = ..., compute: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue_wait_seconds", "inference_seconds", "audio_seconds", "batch_size")
+    __slots__ = ("queue_wait_seconds", "inference_seconds", "audio_seconds", "batch_size", "speculative")
     QUEUE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SPECULATIVE_FIELD_NUMBER: _ClassVar[int]
     queue_wait_seconds: float
     inference_seconds: float
     audio_seconds: float
     batch_size: int
-    def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    speculative: bool
+    def __init__(self, queue_wait_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ..., speculative: _Optional[bool] = ...) -> None: ...
 
 class RecognitionResult(_message.Message):
     __slots__ = ("segment_id", "text", "start_seconds", "end_seconds", "words", "phrases", "language", "language_probability", "avg_logprob", "no_speech_prob", "compression_ratio", "model", "slot", "timings", "deployment", "needs_review", "review_id", "temperature", "interim")

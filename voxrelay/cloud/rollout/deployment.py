@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from voxrelay.cloud.backends.base import DecodeOptions, ModelDescriptor, Transcript
-from voxrelay.cloud.engine import InferenceEngine, Recognition
+from voxrelay.cloud.engine import InferenceEngine, Recognition, Ticket
 from voxrelay.cloud.rollout.analysis import SampleWindow
 from voxrelay.cloud.rollout.config import Automation, DeploymentSpec
 from voxrelay.cloud.rollout.engines import DeploymentEngine
@@ -96,6 +96,7 @@ class Assignment:
         client: str = "",
         priority: Priority = Priority.FINAL,
         deadline: float | None = None,
+        ticket: Ticket | None = None,
     ) -> Recognition:
         """Recognise with the deployment's options; a ``human`` deployment runs no model at all (a
         person transcribes the segment from the review queue). Interim work decodes the cheapest way
@@ -107,4 +108,4 @@ class Assignment:
         chosen = self.deployment.options(options)
         if priority == Priority.INTERIM:
             chosen = chosen.for_interim()
-        return await self.engine.recognize(audio, chosen, client, priority, deadline)
+        return await self.engine.recognize(audio, chosen, client, priority, deadline, ticket)

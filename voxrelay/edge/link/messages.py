@@ -62,6 +62,10 @@ def audio_chunks(audio: bytes | bytearray | memoryview, chunk_bytes: int) -> Ite
         yield pb.StreamRequest(audio=pb.AudioChunk(audio=bytes(audio[i : i + chunk_bytes])))
 
 
+def pause(segment_id: str) -> pb.StreamRequest:
+    return pb.StreamRequest(pause=pb.SegmentPause(segment_id=segment_id))
+
+
 def end(segment_id: str, vad: VadSummary | None) -> pb.StreamRequest:
     stats = None
     if vad is not None:

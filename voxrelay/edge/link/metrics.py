@@ -64,6 +64,11 @@ class LinkCollector(Collector):
             "Segments sent again after a reconnect or restart",
             value=self.stats.resent_segments,
         )
+        yield CounterMetricFamily(
+            "voxrelay_edge_pauses_sent",
+            "Pauses in open segments reported to the recognizer, which may recognise the segment so far",
+            value=self.stats.pauses,
+        )
         refusals = CounterMetricFamily(
             "voxrelay_edge_stream_failures", "Broken or refused streams, by gRPC status", labels=["code"]
         )

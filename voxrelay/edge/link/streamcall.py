@@ -34,6 +34,7 @@ class UplinkStats:
     reconnects: int = 0
     sent_bytes: int = 0
     resent_segments: int = 0
+    pauses: int = 0  # SegmentPause messages sent (each lets the server start on the segment early)
     duplicate_results: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
 
@@ -62,6 +63,8 @@ class OpenSegment:
     sequence: int
     offset: float
     audio: bytearray = field(default_factory=bytearray)
+    # len(audio) when the segmenter last reported a pause (SegmentPaused); -1: none since it opened.
+    paused_bytes: int = -1
 
 
 @dataclass
@@ -73,6 +76,7 @@ class _Connection:
     sent_at: dict[str, float] = field(default_factory=dict)
     open_id: str | None = None  # a segment started on this call but not ended
     open_bytes: int = 0
+    paused_bytes: int = -1  # the open segment's length at the last pause sent on this call
     # Set when the server has accepted the session: no audio goes out before (a busy server refuses
     # a new stream at once, and nothing is sent in vain).
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
@@ -305,16 +309,23 @@ class StreamCall:
         if state.open is not None:
             opened = state.open
             await call.write(messages.start(opened.segment_id, opened.sequence, opened.offset))
-            conn.open_id, conn.open_bytes = opened.segment_id, 0
+            conn.open_id, conn.open_bytes, conn.paused_bytes = opened.segment_id, 0, -1
             await self._stream_open(call, opened, conn, live_chunk)
 
     async def _stream_open(
         self, call: grpc.aio.StreamStreamCall, opened: OpenSegment, conn: _Connection, chunk_bytes: int
     ) -> None:
-        """Send the open segment's whole chunks that have not gone out on this call yet."""
+        """Send the open segment's whole chunks that have not gone out on this call yet; at a pause
+        (nothing new since the segmenter reported it), the rest too, and the pause."""
         while len(opened.audio) - conn.open_bytes >= chunk_bytes:
             await self._send(call, opened.audio[conn.open_bytes : conn.open_bytes + chunk_bytes], chunk_bytes)
             conn.open_bytes += chunk_bytes
+        paused = opened.paused_bytes
+        if paused > 0 and paused == len(opened.audio) and conn.paused_bytes != paused:
+            await self._send(call, opened.audio[conn.open_bytes : paused], chunk_bytes)
+            conn.open_bytes = conn.paused_bytes = paused
+            await call.write(messages.pause(opened.segment_id))
+            self.stats.pauses += 1
 
     async def _send(self, call: grpc.aio.StreamStreamCall, audio: bytes | bytearray, chunk_bytes: int) -> None:
         for request in messages.audio_chunks(audio, chunk_bytes):
@@ -325,4 +336,4 @@ class StreamCall:
         await call.write(messages.end(segment.segment_id, segment.vad))
         conn.sent.add(segment.segment_id)
         conn.sent_at[segment.segment_id] = time.perf_counter()
-        conn.open_id, conn.open_bytes = None, 0
+        conn.open_id, conn.open_bytes, conn.paused_bytes = None, 0, -1

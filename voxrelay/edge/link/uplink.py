@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 
-from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened
+from voxrelay.edge.events import SegmentAudio, SegmentClosed, SegmentEvent, SegmentOpened, SegmentPaused
 from voxrelay.edge.link import messages
 from voxrelay.edge.link.channel import (
     Backoff,
@@ -154,6 +154,8 @@ class Uplink:
                     pass  # a segment skipped because the spool has seen it before
                 elif isinstance(event, SegmentAudio):
                     state.open.audio += np.ascontiguousarray(event.samples, dtype="<i2").tobytes()
+                elif isinstance(event, SegmentPaused):
+                    state.open.paused_bytes = len(state.open.audio)
                 elif isinstance(event, SegmentClosed):
                     await self._close(state, event)
                 state.changed.set()

@@ -13,6 +13,10 @@ segment is streamed *while* it is being spoken:
   utterance); once ``hangover_seconds`` of non-speech have passed (the endpoint pause, a few hundred
   ms), the segment closes at ``last speech + post_roll`` and the held rest is dropped. So no segment
   bridges a pause of ``hangover_seconds`` or more.
+- **Speculation.** Once a pause has lasted ``speculate_seconds`` (at least the post-roll, less than the
+  pause that would close the segment), a :class:`Pause` tells the owner that everything the segment
+  would hold if it closed now has been emitted: the recognizer may start on it. Speech that resumes
+  makes that work moot; a pause that lasts closes the segment with exactly that audio. Once per pause.
 - **Target length.** Once a segment holds ``target_segment_seconds`` (up to its last speech), a shorter
   pause of ``split_pause_seconds`` closes it the same way, so that long speech is cut at its pauses
   into pieces Whisper handles well rather than running on to the maximum length.
@@ -26,7 +30,8 @@ Frame ``i`` covers audio ``[i, i + 1)`` in frame units; every ``*_frame`` bound 
 
 :meth:`Segmenter.process` takes one frame; :meth:`Segmenter.process_many` takes a block of frames and
 answers with the same actions, except that consecutive :class:`Emit` s are merged into the last one
-(one per segment per block), and passes over idle silence and plain speech without building any.
+(one per segment per block) and a :class:`Pause` that more audio follows within the block is left
+out, and passes over idle silence and plain speech without building any.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from voxrelay.errors import InvalidArgument
 
 HANGOVER_SECONDS = 0.5
 """The default endpoint pause (see the README for the measurements behind it)."""
+
+SPECULATE_SECONDS = 0.2
+"""The default pause after which the segment so far is offered for speculative recognition."""
 
 TARGET_SEGMENT_SECONDS = 12.0
 """The default target length: longer segments close at the next short pause."""
@@ -72,6 +80,9 @@ class SegmenterSettings:
     split_pause_seconds: float = 0.2
     """The pause that closes a segment longer than ``target_segment_seconds`` (as the VAD sees it: a VAD
     hears speech a little past its end, so this is about a 0.3 s pause in the audio)."""
+    speculate_seconds: float = SPECULATE_SECONDS
+    """The pause after which a :class:`Pause` offers the segment so far for recognition (0: never; at
+    least ``post_roll_seconds`` is waited, so that the audio offered is what the close would send)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -84,6 +95,7 @@ class SegmenterSettings:
             "split_search_seconds",
             "target_segment_seconds",
             "split_pause_seconds",
+            "speculate_seconds",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -152,6 +164,13 @@ class SegmenterSettings:
         return self._frames(self.target_segment_seconds, "ceil")
 
     @property
+    def speculate_frames(self) -> int:
+        """Non-speech frames after which a :class:`Pause` comes (0: never)."""
+        if not self.speculate_seconds:
+            return 0
+        return max(self.post_roll_frames, self._frames(self.speculate_seconds, "ceil"), 1)
+
+    @property
     def split_pause_frames(self) -> int:
         return min(max(1, self._frames(self.split_pause_seconds, "ceil")), self.hangover_frames)
 
@@ -183,7 +202,18 @@ class Close:
     forced: bool
 
 
-Action = Open | Emit | Close
+@dataclass(frozen=True)
+class Pause:
+    """The open segment would end at ``end_frame`` if it closed now, and all of it has been emitted.
+
+    Not a close: speech may resume, and the segment goes on. A segment gets one per pause that lasts
+    ``speculate_seconds`` without closing it.
+    """
+
+    end_frame: int
+
+
+Action = Open | Emit | Close | Pause
 
 
 class Segmenter:
@@ -200,6 +230,7 @@ class Segmenter:
         self._search = s.split_search_frames
         self._target = s.target_segment_frames
         self._split_pause = s.split_pause_frames
+        self._speculate = s.speculate_frames
         self._smooth_half = max(0, round(_SMOOTH_SECONDS / s.frame_seconds / 2))
         self._frame = 0  # index of the next frame
         self._floor = 0  # end of the last segment: no later segment starts before it
@@ -239,14 +270,15 @@ class Segmenter:
         frame, with each run of consecutive :class:`Emit` s merged into its last one."""
         actions: list[Action] = []
         hangover, longest, min_speech = self._hangover, self._max, self._min_speech
-        target, split_pause = self._target, self._split_pause
+        target, split_pause, speculate = self._target, self._split_pause, self._speculate
         frame, held_speech, held_energy = self._frame, self._held_speech, self._held_energy
         for is_speech, energy in zip(speech, energies, strict=True):
             if self._open:
                 following = frame + 1
                 speech_end = following if is_speech else self._speech_end
                 closing = split_pause if speech_end - self._start >= target else hangover
-                if following - speech_end < closing and following - self._start < longest:
+                paused = following - speech_end
+                if paused < closing and following - self._start < longest and paused != speculate:
                     # Neither a close nor a split: what process() does but the emit, which can wait (the
                     # horizon only moves forward, and nothing looks at it before the catch-up below).
                     frame, self._speech_end = following, speech_end
@@ -283,7 +315,12 @@ class Segmenter:
             return self._close(self._pause_end(), forced=False)
         if self._frame - self._start >= self._max:
             return self._split()
-        return self._emit_available()
+        actions = self._emit_available()
+        if self._speculate and self._frame - self._speech_end == self._speculate:
+            end = self._pause_end()
+            if end <= self._emitted:  # not in the window held back for a forced split
+                actions.append(Pause(end))
+        return actions
 
     def flush(self) -> list[Action]:
         """End of the stream: close an open segment (keeping the post-roll) and forget a pending onset."""
@@ -365,12 +402,16 @@ class Segmenter:
 
 
 def _merge(actions: list[Action], more: list[Action]) -> None:
-    """Append ``more`` to ``actions``, an :class:`Emit` replacing an :class:`Emit` just before it."""
+    """Append ``more`` to ``actions``, an :class:`Emit` replacing an :class:`Emit` just before it and
+    dropping a :class:`Pause` just before it (speech resumed within the block: the pause is moot)."""
     for action in more:
-        if actions and isinstance(action, Emit) and isinstance(actions[-1], Emit):
-            actions[-1] = action
-        else:
-            actions.append(action)
+        if isinstance(action, Emit):
+            if actions and isinstance(actions[-1], Pause):
+                actions.pop()
+            if actions and isinstance(actions[-1], Emit):
+                actions[-1] = action
+                continue
+        actions.append(action)
 
 
 def _quietest(energies: list[float], half: int) -> int:

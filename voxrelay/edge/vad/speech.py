@@ -28,14 +28,20 @@ from voxrelay.edge.events import (
     SegmentClosed,
     SegmentEvent,
     SegmentOpened,
+    SegmentPaused,
     VadSummary,
 )
 from voxrelay.edge.vad.detectors import Vad, frame_probabilities, release_threshold, speech_verdicts
-from voxrelay.edge.vad.segmenter import Close, Emit, Open, Segmenter, SegmenterSettings
+from voxrelay.edge.vad.segmenter import Action, Close, Emit, Open, Pause, Segmenter, SegmenterSettings
 from voxrelay.errors import InvalidArgument
 
 _SILENCE_DBFS = -120.0
 """The level reported for digital silence."""
+
+_LIVE_PACE = 1.5
+_LIVE_LEAD_SECONDS = 1.0
+"""A segment whose audio came more than ``_LIVE_PACE`` times faster than real time (beyond what the
+first block can hold) is read from a file at full speed: its pauses are not reported."""
 
 _CLIPPED = 32767
 """A sample at or beyond this magnitude counts as clipped."""
@@ -347,7 +353,7 @@ class SpeechSegmenter:
             samples -= self._frame_samples - self._last_samples
         return self._origin + samples / SAMPLE_RATE
 
-    def _apply(self, actions: list[Open | Emit | Close]) -> list[SegmentEvent]:
+    def _apply(self, actions: list[Action]) -> list[SegmentEvent]:
         events: list[SegmentEvent] = []
         for action in actions:
             if isinstance(action, Open):
@@ -365,9 +371,22 @@ class SpeechSegmenter:
                 self._emitted = stop
                 if chunk.shape[0]:
                     events.append(SegmentAudio(self._sequence, chunk))
+            elif isinstance(action, Pause):
+                if self._live(action.end_frame):
+                    events.append(SegmentPaused(self._sequence, self._time(action.end_frame)))
             else:
                 events.append(self._closed(action))
         return events
+
+    def _live(self, end_frame: int) -> bool:
+        """Whether the open segment's audio up to ``end_frame`` came about as fast as it is spoken (a
+        microphone, a paced file): only then is a pause worth reporting, since a file read at full speed
+        has its next audio in before the recognizer could use the pause."""
+        first = self._arrival(self._segment_start + 1)
+        if first is None:
+            return False
+        audio = (end_frame - self._segment_start) * self._frame_seconds
+        return audio <= _LIVE_PACE * (self._fed_at - first) + _LIVE_LEAD_SECONDS
 
     def _closed(self, action: Close) -> SegmentClosed:
         acc = self._acc
