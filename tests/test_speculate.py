@@ -1,0 +1,228 @@
+"""Speculative recognition over a real gRPC Stream on loopback with tiny.en and real speech: a pause
+that the end follows gives the final result early and word for word the same; audio after a pause
+makes the speculation moot; a stream read faster than real time and a server told not to speculate
+get none; a misplaced pause is a clear error. And the edge reports pauses only of live audio."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, ServerThread, load_pcm16
+from voxrelay.cloud.speculate import LEAD_SECONDS, PACE_FACTOR
+from voxrelay.edge.events import AudioBlock, SegmentAudio, SegmentClosed, SegmentPaused
+from voxrelay.edge.vad.segmenter import SegmenterSettings
+from voxrelay.edge.vad.speech import SpeechSegmenter
+from voxrelay.protos import pb, pb_grpc
+
+SAMPLE = ROOT / "samples" / "voxrelay-sample.wav"
+CHUNK = 1600  # 0.1 s of 16 kHz audio
+LABELS = {"model": "tiny.en", "backend": "faster-whisper"}
+
+
+def clip() -> np.ndarray:
+    """About 6 s of the sample's first sentence."""
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is missing")
+    return load_pcm16(SAMPLE)[: 16000 * 6]
+
+
+def sample(server: ServerThread, name: str, labels: dict[str, str]) -> float:
+    return server.server.core.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def counted(server: ServerThread, name: str, outcome: str) -> float:
+    return sample(server, name, {**LABELS, "outcome": outcome})
+
+
+def speculations(server: ServerThread, outcome: str) -> float:
+    return counted(server, "voxrelay_asr_speculative_total", outcome)
+
+
+def speculative_batches(server: ServerThread) -> float:
+    """Batches of speculative work a worker has started."""
+    return sample(server, "voxrelay_asr_batch_size_count", {"model": "tiny.en", "priority": "speculative"})
+
+
+async def wait_for(condition: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the server"
+        await asyncio.sleep(0.02)
+
+
+async def stream(
+    server: ServerThread,
+    session_id: str,
+    parts: list[np.ndarray],
+    *,
+    pause_after: tuple[int, ...] = (),
+    paced: bool = True,
+    wait_started: bool = True,
+    pause_id: str = "seg-0",
+) -> list[tuple[str, Any]]:
+    """One segment made of ``parts``, with a pause after each part index in ``pause_after``. Paced, the
+    audio goes out no faster than the server takes for speech; after a pause the next message waits
+    until a worker has started the speculation (so the outcome does not depend on the machine)."""
+
+    async def requests() -> Any:
+        yield pb.StreamRequest(config=pb.SessionConfig(device_id="speculate-test", session_id=session_id))
+        yield pb.StreamRequest(start=pb.SegmentStart(segment_id="seg-0", sequence=0))
+        opened, sent = time.monotonic(), 0
+        for index, part in enumerate(parts):
+            for i in range(0, part.size, CHUNK):
+                chunk = part[i : i + CHUNK]
+                sent += chunk.size
+                yield pb.StreamRequest(audio=pb.AudioChunk(audio=chunk.tobytes()))
+                if paced:  # just fast enough to count as spoken now
+                    ahead = (sent / 16000 - LEAD_SECONDS) / PACE_FACTOR + 0.3 - (time.monotonic() - opened)
+                    await asyncio.sleep(max(0.0, ahead))
+            if index in pause_after:
+                before = speculative_batches(server)
+                yield pb.StreamRequest(pause=pb.SegmentPause(segment_id=pause_id))
+                if wait_started:
+                    await wait_for(lambda before=before: speculative_batches(server) > before)
+        yield pb.StreamRequest(end=pb.SegmentEnd(segment_id="seg-0"))
+
+    received = []
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        async for response in pb_grpc.RecognizerStub(channel).Stream(requests(), timeout=300):
+            kind = response.WhichOneof("message")
+            received.append((kind, getattr(response, kind)))
+    return received
+
+
+def final(received: list[tuple[str, Any]]) -> Any:
+    assert [kind for kind, _ in received] == ["accepted", "ack", "result"], received
+    return received[-1][1]
+
+
+@pytest.mark.slow
+def test_a_pause_that_the_end_follows_gives_the_same_result_speculatively(server: ServerThread) -> None:
+    audio = clip()
+    reference = final(asyncio.run(stream(server, "plain", [audio], paced=False)))
+    assert not reference.timings.speculative and reference.text.strip()
+
+    used = speculations(server, "used")
+    result = final(asyncio.run(stream(server, "paused", [audio], pause_after=(0,))))
+    assert result.timings.speculative
+    assert result.timings.queue_wait_seconds == 0.0
+    assert result.text == reference.text
+    assert result.timings.audio_seconds == reference.timings.audio_seconds
+    assert speculations(server, "used") == used + 1
+    assert counted(server, "voxrelay_asr_speculative_inference_seconds_total", "used") > 0
+
+
+@pytest.mark.slow
+def test_audio_after_a_pause_makes_the_speculation_moot(server: ServerThread) -> None:
+    audio = clip()
+    half = audio.size // 2
+    reference = final(asyncio.run(stream(server, "whole", [audio], paced=False)))
+    wasted = speculations(server, "wasted")
+    result = final(asyncio.run(stream(server, "resumed", [audio[:half], audio[half:]], pause_after=(0,))))
+    # The result is of the whole segment, decoded again; the first half's decode was waste.
+    assert not result.timings.speculative
+    assert result.text == reference.text
+    asyncio.run(wait_for(lambda: speculations(server, "wasted") > wasted))
+    assert counted(server, "voxrelay_asr_speculative_inference_seconds_total", "wasted") > 0
+
+
+@pytest.mark.slow
+def test_a_pause_in_audio_sent_faster_than_speech_is_skipped(server: ServerThread) -> None:
+    audio = load_pcm16(SAMPLE) if SAMPLE.is_file() else clip()
+    skipped = speculations(server, "skipped")
+    result = final(asyncio.run(stream(server, "unpaced", [audio], pause_after=(0,), paced=False, wait_started=False)))
+    assert not result.timings.speculative and result.text.strip()
+    assert speculations(server, "skipped") == skipped + 1
+
+
+@pytest.mark.slow
+def test_a_server_told_not_to_speculate_ignores_pauses(engines: dict[str, Any]) -> None:
+    from voxrelay.cloud.settings import ServerSettings
+
+    running = ServerThread(ServerSettings(port=0, speculate=False), engines)
+    try:
+        audio = clip()
+        result = final(asyncio.run(stream(running, "off", [audio], pause_after=(0,), wait_started=False)))
+        assert not result.timings.speculative and result.text.strip()
+        assert speculative_batches(running) == 0
+        assert all(speculations(running, o) == 0 for o in ("used", "wasted", "withdrawn", "skipped", "failed"))
+    finally:
+        running.stop(close_engines=False)
+
+
+@pytest.mark.parametrize(
+    ("messages", "named"),
+    [
+        (["pause"], "pause: no segment is open"),
+        (["start", "audio", "pause-other"], "does not match the open segment"),
+    ],
+)
+def test_a_misplaced_pause_is_a_clear_error(server: ServerThread, messages: list[str], named: str) -> None:
+    def requests() -> Any:
+        yield pb.StreamRequest(config=pb.SessionConfig(device_id="speculate-test", session_id="bad"))
+        for kind in messages:
+            if kind == "start":
+                yield pb.StreamRequest(start=pb.SegmentStart(segment_id="seg-0", sequence=0))
+            elif kind == "audio":
+                yield pb.StreamRequest(audio=pb.AudioChunk(audio=bytes(3200)))
+            elif kind == "pause":
+                yield pb.StreamRequest(pause=pb.SegmentPause(segment_id="seg-0"))
+            else:
+                yield pb.StreamRequest(pause=pb.SegmentPause(segment_id="seg-9"))
+
+    channel = grpc.insecure_channel(server.address)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            list(pb_grpc.RecognizerStub(channel).Stream(requests(), timeout=60))
+    finally:
+        channel.close()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert named in (caught.value.details() or "")
+
+
+# -- the edge: pauses are reported of live audio only ---------------------------------------------
+
+
+def segment_events(paced: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The sample through the webrtc segmenter in 0.1 s blocks, on a clock that advances as the audio
+    would arrive from a microphone (paced) or all at once (a file read at full speed)."""
+    from voxrelay.edge.vad.detectors import WebRtcVad
+
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is missing")
+    audio = load_pcm16(SAMPLE)
+    clock = [1000.0]
+    monkeypatch.setattr("voxrelay.edge.vad.speech.time.perf_counter", lambda: clock[0])
+    segmenter = SpeechSegmenter(WebRtcVad(), SegmenterSettings())
+    events: list[Any] = []
+    for i in range(0, audio.size, CHUNK):
+        if paced:
+            clock[0] += CHUNK / 16000
+        events += segmenter.feed(AudioBlock(audio[i : i + CHUNK], i / 16000))
+    return events + segmenter.flush()
+
+
+def test_the_edge_reports_pauses_of_live_audio_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    live = segment_events(True, monkeypatch)
+    paused = [e for e in live if isinstance(e, SegmentPaused)]
+    assert paused, "no pause reported in 18 s of live speech"
+    for event in paused:
+        # A pause offers the segment as it stands: the next event of its segment is more audio (speech
+        # resumed) or its close, and a close right after it ends where the pause said.
+        after = live[live.index(event) + 1]
+        assert after.sequence == event.sequence
+        assert isinstance(after, SegmentAudio | SegmentClosed)
+        if isinstance(after, SegmentClosed):
+            assert after.end == pytest.approx(event.end)
+    assert any(isinstance(live[live.index(e) + 1], SegmentClosed) for e in paused)
+    # The same file read at full speed: the same segments, and no pauses.
+    fast = segment_events(False, monkeypatch)
+    assert not any(isinstance(e, SegmentPaused) for e in fast)
+    closes = [(e.sequence, e.end) for e in live if isinstance(e, SegmentClosed)]
+    assert closes == [(e.sequence, e.end) for e in fast if isinstance(e, SegmentClosed)]
