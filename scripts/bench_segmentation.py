@@ -120,7 +120,7 @@ from segbench_conditions import (  # noqa: E402
 
 DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech"
 DEFAULT_CACHE = Path.home() / ".cache" / "voxrelay" / "bench_segmentation"
-SYSTEMS = ("current", "old", "fw", "fw300")
+SYSTEMS = ("current", "nospec", "old", "fw", "fw300")
 STREAM_TAIL_SECONDS = 3.0  # silence streamed after each file (latency)
 LONG_PAUSE = 1.0
 QUICK_IDS = (
@@ -150,12 +150,15 @@ hysteresis and webrtc's level normalisation are not segmenter settings)."""
 @dataclass
 class Run:
     """What one system did with one file: segments (with their close in audio time and close -> result
-    seconds, voxrelay only) and the joined hypothesis."""
+    seconds, voxrelay only) and the joined hypothesis. Paced (``arrivals`` set): when each block's audio
+    came in and each segment's result came back, in wall time, for the measured latency."""
 
     segments: list[tuple[float, float]] = field(default_factory=list)
     closes: list[float] = field(default_factory=list)
     close_to_result: list[float | None] = field(default_factory=list)
     text: str = ""
+    arrivals: list[tuple[float, float]] = field(default_factory=list)  # (audio end of a block, wall time)
+    result_at: list[float | None] = field(default_factory=list)
 
 
 class CloseLog:
@@ -168,9 +171,12 @@ class CloseLog:
         self.spans: dict[int, tuple[float, float]] = {}
         self.sent_close: dict[int, float] = {}
         self.waited: dict[int, float] = {}
+        self.arrivals: list[tuple[float, float]] = []
+        self.result_at: dict[int, float] = {}
 
     def block(self, block: AudioBlock) -> None:
         self.audio_end = block.start + block.samples.shape[0] / SAMPLE_RATE
+        self.arrivals.append((self.audio_end, time.perf_counter()))
 
     def segmented(self, stats: SegmenterStats, seconds: float) -> None:
         pass
@@ -188,28 +194,41 @@ class CloseLog:
 
     def result(self, result: SegmentResult) -> None:
         sent = self.sent_close.get(result.sequence)
-        if sent is not None and result.error is None and not result.duplicate:
+        if sent is not None and result.error is None and not result.duplicate and result.final:
             self.waited.setdefault(result.sequence, time.perf_counter() - sent)
+            self.result_at.setdefault(result.sequence, time.perf_counter())
 
 
-def stream_blocks(path: Path, tail_seconds: float) -> Iterator[AudioBlock]:
-    """The file in live-sized blocks, unpaced, then ``tail_seconds`` of silence."""
-    samples = 0
-    for block in WavSource(str(path), block_seconds=LIVE_BLOCK_SECONDS).blocks():
-        samples += block.samples.shape[0]
+def stream_blocks(path: Path, tail_seconds: float, paced: bool = False) -> Iterator[AudioBlock]:
+    """The file in live-sized blocks, then ``tail_seconds`` of silence; unpaced, or each block when its
+    audio would have been spoken (``paced``: what a microphone gives)."""
+
+    def unpaced() -> Iterator[AudioBlock]:
+        samples = 0
+        for block in WavSource(str(path), block_seconds=LIVE_BLOCK_SECONDS).blocks():
+            samples += block.samples.shape[0]
+            yield block
+        step = round(LIVE_BLOCK_SECONDS * SAMPLE_RATE)
+        for k in range(round(tail_seconds / LIVE_BLOCK_SECONDS)):
+            yield AudioBlock(np.zeros(step, dtype=np.int16), (samples + k * step) / SAMPLE_RATE)
+
+    began = time.perf_counter()
+    for block in unpaced():
+        if paced:  # the block is there once its last sample has been spoken
+            ends = block.start + block.samples.shape[0] / SAMPLE_RATE
+            time.sleep(max(0.0, began + ends - time.perf_counter()))
         yield block
-    step = round(LIVE_BLOCK_SECONDS * SAMPLE_RATE)
-    for k in range(round(tail_seconds / LIVE_BLOCK_SECONDS)):
-        yield AudioBlock(np.zeros(step, dtype=np.int16), (samples + k * step) / SAMPLE_RATE)
 
 
-async def stream_file(uplink: Uplink, file: BenchFile, vad: VadSettings, tail_seconds: float) -> Run:
+async def stream_file(
+    uplink: Uplink, file: BenchFile, vad: VadSettings, tail_seconds: float, paced: bool = False
+) -> Run:
     log = CloseLog()
+    blocks = stream_blocks(file.path, tail_seconds, paced)
+    # Unpaced, segments go one at a time so that each meets an idle server; paced, as they close.
+    window = None if paced else 1
     results = [
-        r
-        async for r in run_session(
-            uplink, new_session_id(file.name), stream_blocks(file.path, tail_seconds), vad, window=1, observer=log
-        )
+        r async for r in run_session(uplink, new_session_id(file.name), blocks, vad, window=window, observer=log)
     ]
     failed = [r.error for r in results if r.error]
     if failed:
@@ -219,7 +238,9 @@ async def stream_file(uplink: Uplink, file: BenchFile, vad: VadSettings, tail_se
         segments=[log.spans[s] for s in order],
         closes=[log.closed_at_audio[s] for s in order],
         close_to_result=[log.waited.get(s) for s in order],
-        text=" ".join(r.text for r in results if r.text),
+        text=" ".join(r.text for r in results if r.text and r.final),
+        arrivals=log.arrivals if paced else [],
+        result_at=[log.result_at.get(s) for s in order],
     )
 
 
@@ -251,6 +272,11 @@ def systems_for(names: Sequence[str], vad: VadSettings) -> list[System]:
     current = vad.segmenter or SegmenterSettings()
     made = {
         "current": System("current", f"voxrelay current ({vad.vad}, hangover {current.hangover_seconds:g} s)", vad),
+        "nospec": System(
+            "nospec",
+            f"voxrelay current, no speculation ({vad.vad})",
+            dataclasses.replace(vad, segmenter=dataclasses.replace(current, speculate_seconds=0.0)),
+        ),
         "old": System(
             "old",
             f"voxrelay old ({vad.vad}, hangover {old.hangover_seconds:g} s)",
@@ -269,15 +295,21 @@ async def run_voxrelay(
     tail_seconds: float = STREAM_TAIL_SECONDS,
     progress: Callable[[str], None] = lambda _: None,
     recognizer: dict[str, Any] | None = None,
-) -> tuple[dict[str, list[list[str]]], dict[tuple[str, str], list[Run]]]:
+    paced: bool = False,
+) -> tuple[dict[str, list[list[str]]], dict[tuple[str, str], list[Run]], dict[tuple[str, str], Work]]:
     """Recognizer alone on every utterance, and every voxrelay system on every file, on one embedded
     recognizer (tiny.en int8, beam 5; ``recognizer``: more of its options). Returns the alone texts per
-    group and file, and the runs."""
+    group and file, the runs, and the recognizer's work for each system and group."""
+    from prometheus_client import CollectorRegistry
+
     from voxrelay.embedded import embedded_recognizer
 
     alone: dict[str, list[list[str]]] = {}
     runs: dict[tuple[str, str], list[Run]] = {}
-    async with embedded_recognizer(model="tiny.en", beam_size=5, **(recognizer or {})) as address:
+    work: dict[tuple[str, str], Work] = {}
+    registry = CollectorRegistry()
+    options = {"model": "tiny.en", "beam_size": 5, **(recognizer or {})}
+    async with embedded_recognizer(**options, metrics_registry=registry) as address:
         settings = UplinkSettings(server=address, device_id="bench-segmentation")
         async with open_uplink(settings) as uplink:
             for group, files in groups.items():
@@ -297,13 +329,50 @@ async def run_voxrelay(
                     if system.vad is None:
                         continue
                     progress(f"{group}: {system.label}")
+                    before = Work.read(registry)
                     runs[group, system.name] = [
-                        await stream_file(uplink, f, system.vad, tail_seconds)
+                        await stream_file(uplink, f, system.vad, tail_seconds, paced)
                         if f.recognize
                         else segment_only(f, system.vad)
                         for f in files
                     ]
-    return alone, runs
+                    await asyncio.sleep(0.5)  # a speculation wasted at the very end is counted when it ends
+                    work[group, system.name] = Work.read(registry) - before
+    return alone, runs, work
+
+
+@dataclass(frozen=True)
+class Work:
+    """The recognizer's counters: final results and their model time, speculations used and wasted."""
+
+    finals: float = 0.0
+    final_seconds: float = 0.0
+    speculative_used: float = 0.0
+    speculative_wasted: float = 0.0
+    wasted_seconds: float = 0.0
+
+    @staticmethod
+    def read(registry: Any) -> Work:
+        labels = {"model": "tiny.en", "backend": "faster-whisper"}
+
+        def value(name: str, **more: str) -> float:
+            return registry.get_sample_value(name, {**labels, **more}) or 0.0
+
+        return Work(
+            value("voxrelay_asr_inference_seconds_count"),
+            value("voxrelay_asr_inference_seconds_sum"),
+            value("voxrelay_asr_speculative_total", outcome="used"),
+            value("voxrelay_asr_speculative_total", outcome="wasted"),
+            value("voxrelay_asr_speculative_inference_seconds_total", outcome="wasted"),
+        )
+
+    def __sub__(self, other: Work) -> Work:
+        return Work(*(a - b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
+
+    @property
+    def extra_share(self) -> float | None:
+        """Wasted speculative model time over the final results' model time."""
+        return self.wasted_seconds / self.final_seconds if self.final_seconds else None
 
 
 def run_faster_whisper(
@@ -363,6 +432,9 @@ class Row:
     close_p95: float | None
     close_to_result_p50: float | None  # and close -> result (wall time: depends on the machine's load)
     latencies: tuple[tuple[float, float], ...] = ()  # per utterance: (end of speech -> close, close -> result)
+    finals: int = 0  # final results of the recognizer (voxrelay)
+    speculative: int = 0  # of them, decoded during the pause before their segment's end
+    extra_share: float | None = None  # wasted speculative model time / the finals' model time
 
     @property
     def bridged_share(self) -> float | None:
@@ -377,17 +449,28 @@ def pauses_of(speech: Regions, at_least: float = LONG_PAUSE) -> list[tuple[float
 
 def utterance_latency(run: Run, speech_end: float) -> tuple[float, float] | None:
     """End of speech -> final result as (end of speech -> close, close -> result): the segment holding
-    the end closes, then its result comes."""
+    the end closes, then its result comes. Paced, the total is measured: from the wall time at which the
+    block holding the end of speech came in to the result's arrival."""
     holding = [i for i, (start, _) in enumerate(run.segments) if start < speech_end]
     if not holding:
         return None
     i = holding[-1]
+    to_close = run.closes[i] - speech_end
+    if run.arrivals:
+        result_at = run.result_at[i]
+        heard = next((wall for end, wall in run.arrivals if end >= speech_end), None)
+        return None if result_at is None or heard is None else (to_close, result_at - heard - to_close)
     waited = run.close_to_result[i]
-    return None if waited is None else (run.closes[i] - speech_end, waited)
+    return None if waited is None else (to_close, waited)
 
 
 def score(
-    group: str, system: System, files: Sequence[BenchFile], alone: Sequence[Sequence[str]], runs: Sequence[Run]
+    group: str,
+    system: System,
+    files: Sequence[BenchFile],
+    alone: Sequence[Sequence[str]],
+    runs: Sequence[Run],
+    work: Work | None = None,
 ) -> Row:
     pooled_alone: WordErrors = NO_ERRORS
     pooled_e2e: WordErrors = NO_ERRORS
@@ -425,6 +508,9 @@ def score(
         percentile([a for a, _ in latencies], 95),
         percentile([b for _, b in latencies], 50),
         tuple(latencies),
+        round(work.finals) if work else 0,
+        round(work.speculative_used) if work else 0,
+        work.extra_share if work else None,
     )
 
 
@@ -436,15 +522,21 @@ def run_benchmark(
     progress: Callable[[str], None] = lambda _: None,
     recognizer: dict[str, Any] | None = None,
     per_file: bool = False,
+    paced: bool = False,
 ) -> list[Row]:
-    """Every system on every group; one Row per (group, system), in that order."""
-    alone, runs = asyncio.run(
-        run_voxrelay(groups, systems, tail_seconds=tail_seconds, progress=progress, recognizer=recognizer)
+    """Every system on every group; one Row per (group, system), in that order. ``paced``: voxrelay
+    streams each file at real time and its latency is measured, speculation included."""
+    alone, runs, work = asyncio.run(
+        run_voxrelay(groups, systems, tail_seconds=tail_seconds, progress=progress, recognizer=recognizer, paced=paced)
     )
     runs.update(run_faster_whisper(groups, systems, progress))
     if per_file:
         print_differences(groups, systems, alone, runs)
-    return [score(g, s, files, alone[g], runs[g, s.name]) for g, files in groups.items() for s in systems]
+    return [
+        score(g, s, files, alone[g], runs[g, s.name], work.get((g, s.name)))
+        for g, files in groups.items()
+        for s in systems
+    ]
 
 
 def print_differences(
@@ -490,7 +582,8 @@ def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[
     labels = {s.name: s.label for s in systems}
     table = Table(title="Segmentation benchmark (tiny.en int8, beam 5)", show_lines=False)
     for name in ("group", "system", "WER alone", "WER e2e", "VAD P", "VAD R", "VAD F1", "seg p50", "seg p95",
-                 "seg max", "bridged ≥1 s", "EoS→result p50/p95", "EoS→close p50/p95", "close→result p50"):  # fmt: skip
+                 "seg max", "bridged ≥1 s", "EoS→result p50/p95", "EoS→close p50/p95", "close→result p50",
+                 "speculative", "extra work"):  # fmt: skip
         table.add_column(name, justify="left" if name in ("group", "system") else "right", no_wrap=True)
     previous = None
     for r in rows:
@@ -503,6 +596,7 @@ def print_table(rows: Sequence[Row], systems: Sequence[System], notes: Sequence[
             num(r.vad["precision"]), num(r.vad["recall"]), num(r.vad["f1"]),
             num(r.segment_p50, 1), num(r.segment_p95, 1), num(r.segment_max, 1), share,
             pair(r.latency_p50, r.latency_p95), pair(r.close_p50, r.close_p95), num(r.close_to_result_p50, 2),
+            f"{r.speculative}/{r.finals}" if r.finals else "-", pct(r.extra_share),
         )  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 240)
     console.print(table)
@@ -554,6 +648,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--per-file", action="store_true", help="also print each file whose end-to-end errors differ from alone"
     )
+    parser.add_argument(
+        "--paced",
+        action="store_true",
+        help="stream voxrelay's files at real time and measure the latency (speculation included) instead of "
+        "computing it from an unpaced run (takes the audio's duration per voxrelay system)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     try:
@@ -597,7 +697,9 @@ def _main(args: argparse.Namespace) -> int:
         recognizer["temperature"] = args.temperature
     if args.context_seconds is not None:
         recognizer["context_seconds"] = args.context_seconds
-    rows = run_benchmark(groups, systems, progress=progress, recognizer=recognizer, per_file=args.per_file)
+    rows = run_benchmark(
+        groups, systems, progress=progress, recognizer=recognizer, per_file=args.per_file, paced=args.paced
+    )
     kinds = sorted({p.labels for p in pieces})
     audio = sum(f.duration for files in groups.values() for f in files)
     notes = [

@@ -226,3 +226,22 @@ def test_the_edge_reports_pauses_of_live_audio_only(monkeypatch: pytest.MonkeyPa
     assert not any(isinstance(e, SegmentPaused) for e in fast)
     closes = [(e.sequence, e.end) for e in live if isinstance(e, SegmentClosed)]
     assert closes == [(e.sequence, e.end) for e in fast if isinstance(e, SegmentClosed)]
+
+
+@pytest.mark.slow
+def test_transcribe_at_real_time_gets_speculative_results_with_the_same_text(server: ServerThread) -> None:
+    """The whole path: ``transcribe --pace 1.0`` reports pauses, the server speculates, and the results
+    are the ones of an unpaced run (which reports none), segment for segment."""
+    from tests.test_transcribe_cli import json_lines, voxrelay
+
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is missing")
+    common = ("transcribe", "--server", server.address, "--format", "json", "--vad", "webrtc", str(SAMPLE))
+    unpaced = voxrelay(*common)
+    paced = voxrelay(*common, "--pace", "1.0")
+    assert unpaced.returncode == 0 and paced.returncode == 0, (unpaced.stderr, paced.stderr)
+    fast, live = json_lines(unpaced.stdout), json_lines(paced.stdout)
+    assert not any(obj["speculative"] for obj in fast)
+    assert any(obj["speculative"] for obj in live), live
+    assert [(o["start"], o["end"], o["text"]) for o in live] == [(o["start"], o["end"], o["text"]) for o in fast]
+    assert all(obj["queue_wait_seconds"] == 0 for obj in live if obj["speculative"])

@@ -27,6 +27,7 @@ async def embedded_recognizer(
     cpu_threads: int = 0,
     temperature: tuple[float, ...] | None = None,
     context_seconds: float = 0.0,
+    speculate: bool = True,
 ) -> AsyncIterator[str]:
     """Start the recognizer service on 127.0.0.1:0; yields its address, stops it on exit.
 
@@ -52,6 +53,7 @@ async def embedded_recognizer(
         beam_size=beam_size,
         temperature=ServerSettings.temperature if temperature is None else temperature,
         context_seconds=context_seconds,
+        speculate=speculate,
         inference_workers=inference_workers,
         cpu_threads=cpu_threads,
         # One user on this machine: every stream is theirs.

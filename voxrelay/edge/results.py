@@ -48,6 +48,9 @@ class SegmentResult:
     # close at the segmenter (the endpoint pause and the VAD's lag come before it), is close_to_result_seconds.
     latency_seconds: float = 0.0
     close_to_result_seconds: float = 0.0
+    # Decoded by the server during the pause before the segment's end (the edge reported the pause):
+    # the endpoint wait then overlapped the inference.
+    speculative: bool = False
     words: tuple[Word, ...] = field(default=())
     # Set when the server could not recognise the segment ("CODE: message"); text is then empty.
     error: str | None = None

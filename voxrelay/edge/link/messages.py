@@ -111,6 +111,7 @@ def to_result(
         inference_seconds=msg.timings.inference_seconds,
         latency_seconds=latency,
         close_to_result_seconds=latency if close_to_result is None else close_to_result,
+        speculative=msg.timings.speculative,
         words=tuple(Word(w.word, w.start_seconds, w.end_seconds, w.probability) for w in msg.words),
         duplicate=duplicate,
         final=not msg.interim,
