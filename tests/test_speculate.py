@@ -65,10 +65,14 @@ async def stream(
     paced: bool = True,
     wait_started: bool = True,
     pause_id: str = "seg-0",
+    skipped_after: tuple[int, ...] = (),
 ) -> list[tuple[str, Any]]:
     """One segment made of ``parts``, with a pause after each part index in ``pause_after``. Paced, the
     audio goes out no faster than the server takes for speech; after a pause the next message waits
-    until a worker has started the speculation (so the outcome does not depend on the machine)."""
+    until a worker has started the speculation (so the outcome does not depend on the machine); the
+    pauses in ``skipped_after`` go out once an earlier speculation has been counted wasted, and the
+    next message waits until the server has counted them skipped."""
+    wasted_before = speculations(server, "wasted")
 
     async def requests() -> Any:
         yield pb.StreamRequest(config=pb.SessionConfig(device_id="speculate-test", session_id=session_id))
@@ -82,10 +86,14 @@ async def stream(
                 if paced:  # just fast enough to count as spoken now
                     ahead = (sent / 16000 - LEAD_SECONDS) / PACE_FACTOR + 0.3 - (time.monotonic() - opened)
                     await asyncio.sleep(max(0.0, ahead))
+            if index in skipped_after:
+                await wait_for(lambda: speculations(server, "wasted") > wasted_before)
             if index in pause_after:
-                before = speculative_batches(server)
+                before, skipped = speculative_batches(server), speculations(server, "skipped")
                 yield pb.StreamRequest(pause=pb.SegmentPause(segment_id=pause_id))
-                if wait_started:
+                if index in skipped_after:
+                    await wait_for(lambda skipped=skipped: speculations(server, "skipped") > skipped)
+                elif wait_started:
                     await wait_for(lambda before=before: speculative_batches(server) > before)
         yield pb.StreamRequest(end=pb.SegmentEnd(segment_id="seg-0"))
 
@@ -130,6 +138,21 @@ def test_audio_after_a_pause_makes_the_speculation_moot(server: ServerThread) ->
     assert result.text == reference.text
     asyncio.run(wait_for(lambda: speculations(server, "wasted") > wasted))
     assert counted(server, "voxrelay_asr_speculative_inference_seconds_total", "wasted") > 0
+
+
+@pytest.mark.slow
+def test_a_stream_whose_speculations_were_wasted_stops_speculating(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("voxrelay.cloud.speculate.WASTE_ALLOWANCE_SECONDS", 0.0)
+    audio = clip()
+    thirds = np.array_split(audio, 3)
+    wasted = speculations(server, "wasted")
+    # The first pause is speculated on and wasted (more audio follows); with no final result yet to
+    # weigh it against, the second is skipped.
+    result = final(asyncio.run(stream(server, "wasteful", thirds, pause_after=(0, 1), skipped_after=(1,))))
+    assert not result.timings.speculative and result.text.strip()
+    asyncio.run(wait_for(lambda: speculations(server, "wasted") > wasted))
 
 
 @pytest.mark.slow

@@ -138,7 +138,7 @@ class CloudMetrics:
             "Speculative recognitions of segments during a pause, by outcome: used (it became the final "
             "result), wasted (speech resumed after it ran), withdrawn (dropped unrun: speech resumed, or "
             "the end came first and the final went in as usual), skipped (not started: the server was busy "
-            "or the audio came faster than real time), failed",
+            "the audio came faster than real time, or the stream's speculations were mostly wasted), failed",
             [*model, "outcome"],
             registry=registry,
         )

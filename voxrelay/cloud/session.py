@@ -416,6 +416,7 @@ class StreamSession:
             raise
         finally:
             self.core.queued_audio_seconds -= audio_seconds
+        self._speculator.finished(recognition)
         result = recognition_result(
             recognition,
             segment_id=segment.segment_id,

@@ -16,6 +16,11 @@ It must never cost a final result anything, and its waste is bounded:
 - At most one per stream: audio after the pause withdraws one that no worker has started (nothing
   spent) and leaves a started one to finish as waste. At the end, one still queued is withdrawn and
   the final goes in as usual; one started or done is awaited and used.
+- A stream's waste is capped: a speculation starts only while the model time its wasted ones took is
+  at most ``WASTE_SHARE`` of the model time of its final results, plus ``WASTE_ALLOWANCE_SECONDS`` (so
+  that a session's first pauses, before any final result, may be tried). A talker whose pauses mostly end in
+  more speech (fast speech, a list read out) soon gets speculations only now and then; one whose
+  pauses end segments gets them at every pause.
 
 Every outcome is counted (``voxrelay_asr_speculative_total``), and the model time of the used and
 the wasted ones (``voxrelay_asr_speculative_inference_seconds_total``): wasted over final inference
@@ -46,6 +51,10 @@ if TYPE_CHECKING:
 # the pre-roll and a network burst, LEAD_SECONDS) is not being spoken now: no speculation.
 PACE_FACTOR = 1.5
 LEAD_SECONDS = 2.0
+# A stream speculates only while its wasted speculative model time is at most this share of its final
+# results' model time.
+WASTE_SHARE = 0.25
+WASTE_ALLOWANCE_SECONDS = 1.0
 
 Decoded = tuple[DecodeOptions, Recognition]
 Decode = Callable[[np.ndarray, Priority, Ticket], Coroutine[object, object, Decoded]]
@@ -77,6 +86,13 @@ class Speculator:
     def __init__(self, metrics: CloudMetrics) -> None:
         self._metrics = metrics
         self._current: Speculation | None = None
+        # Model seconds of this stream's final results, and of its wasted speculations.
+        self._final_seconds = 0.0
+        self._wasted_seconds = 0.0
+
+    def finished(self, recognition: Recognition) -> None:
+        """A final result of this stream came out of the model (speculatively or not)."""
+        self._final_seconds += recognition.cost or recognition.inference
 
     def paused(self, state: SessionState, segment: OpenSegment, decode: Decode) -> None:
         """The edge reports a pause in ``segment``: start on its audio so far, unless that is no use."""
@@ -90,7 +106,8 @@ class Speculator:
         model = engine.model
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         spoken = time.monotonic() - segment.opened_at
-        if engine.engine.scheduler.queued_final or audio_seconds > PACE_FACTOR * spoken + LEAD_SECONDS:
+        over_budget = self._wasted_seconds > WASTE_SHARE * self._final_seconds + WASTE_ALLOWANCE_SECONDS
+        if over_budget or engine.engine.scheduler.queued_final or audio_seconds > PACE_FACTOR * spoken + LEAD_SECONDS:
             self._metrics.speculation_done(model, "skipped")
             return
         try:
@@ -146,7 +163,9 @@ class Speculator:
 
         def wasted(done: asyncio.Task[Decoded]) -> None:
             failed = done.cancelled() or done.exception() is not None
-            self._metrics.speculation_done(model, "failed" if failed else "wasted", _inference(done))
+            seconds = _inference(done)
+            self._wasted_seconds += seconds
+            self._metrics.speculation_done(model, "failed" if failed else "wasted", seconds)
 
         if task.done():
             wasted(task)
