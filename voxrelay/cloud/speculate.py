@@ -17,8 +17,9 @@ It must never cost a final result anything, and its waste is bounded:
   spent) and leaves a started one to finish as waste. At the end, one still queued is withdrawn and
   the final goes in as usual; one started or done is awaited and used.
 - A stream's waste is capped: a speculation starts only while the model time its wasted ones took is
-  at most ``WASTE_SHARE`` of the model time of its final results, plus ``WASTE_ALLOWANCE_SECONDS`` (so
-  that a session's first pauses, before any final result, may be tried). A talker whose pauses mostly end in
+  at most ``WASTE_SHARE`` of the model time of its final results, its costliest wasted one aside (so a
+  session's first pauses are tried before any final result has come, and after more waste the next
+  waits until the finals have made up for it). A talker whose pauses mostly end in
   more speech (fast speech, a list read out) soon gets speculations only now and then; one whose
   pauses end segments gets them at every pause.
 
@@ -54,7 +55,6 @@ LEAD_SECONDS = 2.0
 # A stream speculates only while its wasted speculative model time is at most this share of its final
 # results' model time.
 WASTE_SHARE = 0.25
-WASTE_ALLOWANCE_SECONDS = 1.0
 
 Decoded = tuple[DecodeOptions, Recognition]
 Decode = Callable[[np.ndarray, Priority, Ticket], Coroutine[object, object, Decoded]]
@@ -89,6 +89,7 @@ class Speculator:
         # Model seconds of this stream's final results, and of its wasted speculations.
         self._final_seconds = 0.0
         self._wasted_seconds = 0.0
+        self._costliest_waste = 0.0
 
     def finished(self, recognition: Recognition) -> None:
         """A final result of this stream came out of the model (speculatively or not)."""
@@ -106,7 +107,7 @@ class Speculator:
         model = engine.model
         audio_seconds = state.fmt.seconds(segment.n_bytes)
         spoken = time.monotonic() - segment.opened_at
-        over_budget = self._wasted_seconds > WASTE_SHARE * self._final_seconds + WASTE_ALLOWANCE_SECONDS
+        over_budget = self._wasted_seconds - self._costliest_waste > WASTE_SHARE * self._final_seconds
         if over_budget or engine.engine.scheduler.queued_final or audio_seconds > PACE_FACTOR * spoken + LEAD_SECONDS:
             self._metrics.speculation_done(model, "skipped")
             return
@@ -165,6 +166,7 @@ class Speculator:
             failed = done.cancelled() or done.exception() is not None
             seconds = _inference(done)
             self._wasted_seconds += seconds
+            self._costliest_waste = max(self._costliest_waste, seconds)
             self._metrics.speculation_done(model, "failed" if failed else "wasted", seconds)
 
         if task.done():
