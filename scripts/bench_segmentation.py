@@ -4,6 +4,7 @@
     python scripts/bench_segmentation.py                 # full run (about 14 min of CPU)
     python scripts/bench_segmentation.py --quick         # 6 utterances, every condition (about 3.5 min of CPU)
     python scripts/bench_segmentation.py --set hangover_seconds=0.5 --systems current,old --json out.json
+    python scripts/bench_segmentation.py --quick --paced --systems current,nospec   # latency measured live
 
 Groups of files (rows of the table):
 
@@ -34,6 +35,8 @@ joined in playback order.
 Systems (the rows of each group):
 
 - ``current``: voxrelay with today's ``SegmenterSettings()`` (and ``--set`` overrides);
+- ``nospec``: the same with ``speculate_seconds=0``: the edge reports no pauses, so the recognizer never
+  speculates (the same segments and texts as ``current``; only ``--paced`` tells them apart);
 - ``old``: voxrelay with the segmenter values before endpointing changed (:data:`OLD_SEGMENTER`:
   hangover 1.8 s, no length-aware closing; the detectors are today's);
 - ``fw``: faster-whisper ``transcribe(vad_filter=True)`` with its default ``VadOptions``;
@@ -65,6 +68,14 @@ Figures:
   ``close - t + (close -> result)``. At real-time pace the audio up to the close has already been
   streamed when the close comes, so this is what ``transcribe --pace 1.0`` waits, less the network
   jitter of streaming. faster-whisper transcribes whole files, so it has no such figure.
+
+  With ``--paced`` it is measured instead: each file is streamed at real time (a block is handed to the
+  edge once its last sample would have been spoken), segments go as they close, and the latency of an
+  utterance is the wall time from the arrival of the block holding its end of speech to its final result
+  (*close -> result* is that less the end of speech -> close). Only then does the recognizer speculate
+  at pauses (the edge reports pauses of live audio only): *speculative* counts the final results that
+  were decoded during the pause before their segment's end, and *extra work* is the model time of wasted
+  speculations over that of the final results (the recognizer's own counters).
 """
 
 from __future__ import annotations
