@@ -69,9 +69,10 @@ def test_interim_work_is_shed_first_and_never_counts_against_admission() -> None
     assert [j.payload for j in scheduler.take(4)] == ["final"]
 
 
-def test_interim_work_leaves_a_worker_idle_for_finals() -> None:
+@pytest.mark.parametrize("level", [Priority.INTERIM, Priority.SPECULATIVE])
+def test_interim_and_speculative_work_leave_a_worker_idle_for_finals(level: Priority) -> None:
     scheduler = FairScheduler(interim_reserve=1)
-    scheduler.submit(Job("a", 1.0, "interim", Priority.INTERIM))
+    scheduler.submit(Job("a", 1.0, "interim", level))
     # A lone worker may not take it: no other worker would be left for a final.
     assert scheduler.take(1, timeout=0.2) == []
     got: list[str] = []

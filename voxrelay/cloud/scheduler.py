@@ -33,6 +33,8 @@ Interim work (``Priority.INTERIM``) is what load sheds first: it counts in no cl
 never makes admission control refuse a final segment), a worker takes it only while ``interim_reserve``
 other workers stay idle for final work, and ``shed_interim`` withdraws the queued ones at once (the
 engine calls it when final work has to queue because every worker is busy, and tells their callers).
+Speculative work (``Priority.SPECULATIVE``, a segment's likely final result decoded during a pause)
+keeps the same reserve of idle workers, and counts in its client's load and share like final work.
 
 Thread-safe: the event loop submits, worker threads take.
 """
@@ -59,6 +61,10 @@ class Priority(IntEnum):
     SPECULATIVE = 1  # a segment's likely final result, decoded during a pause before its end
     SHADOW = 2  # work whose result nobody waits for (a candidate model's comparison)
     INTERIM = 3  # partial results that a newer request makes worthless
+
+
+# Work a worker takes only while ``interim_reserve`` other workers stay idle for final work.
+_RESERVED = frozenset({Priority.SPECULATIVE, Priority.INTERIM})
 
 
 @dataclass(eq=False)
@@ -317,7 +323,7 @@ class FairScheduler:
                 if like is not None:
                     if priority != like.priority or queue[0].batch_key != like.batch_key:
                         continue
-                elif (priority == Priority.INTERIM and not interim_ok) or (
+                elif (priority in _RESERVED and not interim_ok) or (
                     priority,
                     queue[0].batch_key,
                 ) in self._lingering:

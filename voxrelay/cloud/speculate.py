@@ -10,9 +10,10 @@ It must never cost a final result anything, and its waste is bounded:
 
 - It runs at :attr:`~voxrelay.cloud.scheduler.Priority.SPECULATIVE`, after every final result in the
   queue, with the segment's own options and prompt (so its text is the final's, word for word).
-- None starts while final work waits for a worker, for a deployment that runs no model, or for a
-  segment whose audio came much faster than it is spoken (a file sent unpaced: the pause is over
-  before the model could start).
+- A worker takes it only while another stays idle for final work (on a server with several workers;
+  see the scheduler's ``interim_reserve``). None starts while final work waits for a worker, for a
+  deployment that runs no model, or for a segment whose audio came much faster than it is spoken (a
+  file sent unpaced: the pause is over before the model could start).
 - At most one per stream: audio after the pause withdraws one that no worker has started (nothing
   spent) and leaves a started one to finish as waste. At the end, one still queued is withdrawn and
   the final goes in as usual; one started or done is awaited and used.
