@@ -268,3 +268,54 @@ def test_transcribe_at_real_time_gets_speculative_results_with_the_same_text(ser
     assert any(obj["speculative"] for obj in live), live
     assert [(o["start"], o["end"], o["text"]) for o in live] == [(o["start"], o["end"], o["text"]) for o in fast]
     assert all(obj["queue_wait_seconds"] == 0 for obj in live if obj["speculative"])
+
+
+@pytest.mark.slow
+def test_a_moot_speculation_is_an_interim_result_for_a_stream_that_asked(server: ServerThread) -> None:
+    """Speech resumed after a speculation ran: its text, the segment's so far, goes out as an interim
+    (marked speculative), before the segment's end and never after it."""
+    audio = clip()
+    half = audio.size // 2
+    got_interim = asyncio.Event()
+
+    async def requests() -> Any:
+        yield pb.StreamRequest(
+            config=pb.SessionConfig(
+                device_id="speculate-test", session_id="moot-interim", interim_results=True, interim_interval_seconds=10
+            )
+        )
+        yield pb.StreamRequest(start=pb.SegmentStart(segment_id="seg-0", sequence=0))
+        opened = time.monotonic()
+        for i in range(0, half, CHUNK):
+            yield pb.StreamRequest(audio=pb.AudioChunk(audio=audio[i : i + CHUNK].tobytes()))
+            ahead = ((i + CHUNK) / 16000 - LEAD_SECONDS) / PACE_FACTOR + 0.3 - (time.monotonic() - opened)
+            await asyncio.sleep(max(0.0, ahead))
+        before = speculative_batches(server)
+        yield pb.StreamRequest(pause=pb.SegmentPause(segment_id="seg-0"))
+        await wait_for(lambda: speculative_batches(server) > before)
+        yield pb.StreamRequest(audio=pb.AudioChunk(audio=audio[half : half + CHUNK].tobytes()))  # speech resumes
+        await asyncio.wait_for(got_interim.wait(), 120)
+        yield pb.StreamRequest(audio=pb.AudioChunk(audio=audio[half + CHUNK :].tobytes()))
+        yield pb.StreamRequest(end=pb.SegmentEnd(segment_id="seg-0"))
+
+    async def run() -> list[tuple[str, Any]]:
+        received = []
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            async for response in pb_grpc.RecognizerStub(channel).Stream(requests(), timeout=300):
+                kind = response.WhichOneof("message")
+                received.append((kind, getattr(response, kind)))
+                if kind == "interim" and response.interim.timings.speculative:
+                    got_interim.set()
+        return received
+
+    received = asyncio.run(run())
+    kinds = [kind for kind, _ in received]
+    speculative = [m for kind, m in received if kind == "interim" and m.timings.speculative]
+    assert len(speculative) == 1 and kinds[-1] == "result"
+    assert max(i for i, kind in enumerate(kinds) if kind == "interim") < kinds.index("ack")
+    interim = speculative[0]
+    assert interim.interim and interim.text.strip()
+    assert interim.timings.audio_seconds == pytest.approx(half / 16000)
+    # The interim reads the first half; the final, decoded again, the whole.
+    assert not received[-1][1].timings.speculative
+    assert received[-1][1].timings.audio_seconds == pytest.approx(audio.size / 16000)

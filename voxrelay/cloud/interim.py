@@ -151,6 +151,20 @@ class InterimRecognizer:
             return  # the segment's end reports it
         self._task = asyncio.get_running_loop().create_task(self._recognize(state, segment, audio, audio_seconds))
 
+    def offer(self, state: SessionState, segment: OpenSegment, recognition: Recognition, audio_seconds: float) -> None:
+        """A speculation of ``segment`` (its first ``audio_seconds``) was decoded, and then speech resumed:
+        its text is the segment's text so far, read with the final options, and costs nothing more. It
+        goes out as an interim (``timings.speculative`` set) if the segment is still open and the text
+        is new; it is not counted as interim model time (the speculation's counters have it)."""
+        text = recognition.transcript.text.strip()
+        if segment is not self._segment or not text or text == self._last_text:
+            return
+        self._last_text = text
+        result = interim_result(segment, state, recognition, audio_seconds)
+        result.timings.speculative = True
+        self._send(pb.StreamResponse(interim=result))
+        self._metrics.interim_done((segment.engine or state.engine).model, "sent")
+
     def ended(self) -> None:
         """The open segment ended (or the stream did): none of its interims may go out any more."""
         self._segment = None

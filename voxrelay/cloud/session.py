@@ -12,7 +12,7 @@ import numpy as np
 
 from voxrelay.cloud.backends.base import DecodeOptions
 from voxrelay.cloud.core import ServiceCore
-from voxrelay.cloud.engine import Ticket
+from voxrelay.cloud.engine import Recognition, Ticket
 from voxrelay.cloud.interim import InterimRecognizer, interim_interval
 from voxrelay.cloud.scheduler import Priority
 from voxrelay.cloud.segments import OpenSegment, SessionState
@@ -67,7 +67,7 @@ class StreamSession:
         # Interim recognitions of the open segment, when the config asks for them.
         self._interim: InterimRecognizer | None = None
         # Speculative recognition of the open segment during a pause the edge reports.
-        self._speculator = Speculator(core.metrics)
+        self._speculator = Speculator(core.metrics, self._speculation_moot)
         # The last segment ended on this stream: its end in the session's audio and its result.
         self._previous: tuple[float, asyncio.Future[pb.RecognitionResult]] | None = None
 
@@ -310,6 +310,12 @@ class StreamSession:
             return self._decode(state, segment, audio, context, priority, ticket)
 
         self._speculator.paused(state, segment, decode)
+
+    def _speculation_moot(self, speculation: Speculation, recognition: Recognition) -> None:
+        """Speech resumed after a speculation ran: with interim results on, its text is one."""
+        if self._interim is not None and self._state is not None:
+            audio_seconds = self._state.fmt.seconds(speculation.n_bytes)
+            self._interim.offer(self._state, speculation.segment, recognition, audio_seconds)
 
     def _context_for(self, segment: OpenSegment) -> asyncio.Future[pb.RecognitionResult] | None:
         """The previous segment's result, when ``segment`` is decoded with its text as the prompt."""

@@ -81,11 +81,19 @@ def _inference(task: asyncio.Task[Decoded]) -> float:
     return recognition.cost or recognition.inference
 
 
-class Speculator:
-    """The speculative recognitions of one stream (one at a time, of the segment open now)."""
+Moot = Callable[[Speculation, Recognition], None]
 
-    def __init__(self, metrics: CloudMetrics) -> None:
+
+class Speculator:
+    """The speculative recognitions of one stream (one at a time, of the segment open now).
+
+    ``moot`` is told of each speculation that was decoded but not used (speech resumed), with its
+    recognition: the text of the segment so far, which a stream that asked for interim results gets.
+    """
+
+    def __init__(self, metrics: CloudMetrics, moot: Moot | None = None) -> None:
         self._metrics = metrics
+        self._moot = moot
         self._current: Speculation | None = None
         # Model seconds of this stream's final results, and of its wasted speculations.
         self._final_seconds = 0.0
@@ -169,6 +177,8 @@ class Speculator:
             self._wasted_seconds += seconds
             self._costliest_waste = max(self._costliest_waste, seconds)
             self._metrics.speculation_done(model, "failed" if failed else "wasted", seconds)
+            if not failed and self._moot is not None:
+                self._moot(speculation, done.result()[1])
 
         if task.done():
             wasted(task)
