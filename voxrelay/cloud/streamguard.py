@@ -58,7 +58,7 @@ def stream_deadline(
         received = segment.received_seconds
         slow_at = segment.opened_at + max(settings.slow_grace_seconds, received / settings.min_audio_rate)
         if slow_at < idle_at or pending:
-            elapsed = time.monotonic() - segment.opened_at
+            elapsed = max(time.monotonic(), slow_at) - segment.opened_at  # as it will be when raised
             return slow_at, SlowSegment(
                 f"segment {shown(segment.segment_id)}: {received:.1f} s of audio arrived in {elapsed:.0f} s, "
                 f"slower than {settings.min_audio_rate:g}× real time; the stream was closed; "
