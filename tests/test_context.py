@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ServerThread, load_pcm16
 from tests.test_service import config, segment
 from voxrelay.cloud.backends.base import DecodeOptions
-from voxrelay.cloud.session import CONTEXT_WORDS, with_context
+from voxrelay.cloud.context import CONTEXT_WORDS, with_context
 from voxrelay.protos import pb, pb_grpc
 
 pytestmark = pytest.mark.slow
