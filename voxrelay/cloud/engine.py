@@ -126,6 +126,9 @@ class InferenceEngine:
         self.more_coming: Callable[[], bool] = lambda: False
         # Told of each batch run (its size, how long its first job waited for it to fill, priority).
         self.on_batch: BatchObserver | None = None
+        # Called when a worker finishes a batch and no other work is queued or running (the server
+        # gives memory back then: see memory.IdleTrimmer).
+        self.on_idle: Callable[[], None] | None = None
         self._token_counts: OrderedDict[str, int] = OrderedDict()
         self._token_lock = threading.Lock()
         self._threads = [
@@ -224,6 +227,13 @@ class InferenceEngine:
             finally:
                 with self._busy_lock:
                     self._busy -= 1
+                if self.on_idle is not None and self.idle:
+                    self.on_idle()
+
+    @property
+    def idle(self) -> bool:
+        """No segment queued or inside the model."""
+        return self._busy == 0 and self.scheduler.queued == 0 and self.scheduler.running == 0
 
     def _drop(self, job: Job, why: str) -> None:
         work: _Work = job.payload

@@ -21,7 +21,7 @@ from voxrelay.cloud.core import ServiceCore
 from voxrelay.cloud.engine import InferenceEngine
 from voxrelay.cloud.fronts import Front
 from voxrelay.cloud.handlers import add_recognizer, receive_limits
-from voxrelay.cloud.memory import tune_memory
+from voxrelay.cloud.memory import trim_when_idle, tune_memory
 from voxrelay.cloud.metrics import CloudMetrics
 from voxrelay.cloud.rollout.admin import AdminService, AdminTokenInterceptor, add_admin
 from voxrelay.cloud.rollout.config import RolloutConfig
@@ -77,6 +77,7 @@ def load_engines(settings: ServerSettings) -> dict[str, InferenceEngine]:
             max_wait=settings.max_wait_ms / 1000,
             cpu_threads=chosen.cpu_threads,
         )
+        trim_when_idle(engines[name])  # memory freed by a burst of work goes back once it is over
     return engines
 
 

@@ -30,6 +30,7 @@ from voxrelay.cloud import parallelism
 from voxrelay.cloud.backends import load_backend
 from voxrelay.cloud.backends.base import Backend, DecodeOptions
 from voxrelay.cloud.engine import InferenceEngine
+from voxrelay.cloud.memory import trim_when_idle
 from voxrelay.cloud.rollout.config import DeploymentSpec
 from voxrelay.cloud.settings import ServerSettings
 from voxrelay.errors import InvalidArgument, VoxrelayError
@@ -233,4 +234,5 @@ def build_engine(spec: DeploymentSpec, options: EngineOptions, background: bool)
         max_wait=options.max_wait,
         cpu_threads=options.cpu_threads,
     )
+    trim_when_idle(engine)  # memory freed by a burst of work goes back once it is over
     return DeploymentEngine(spec, engine, loaded.threads, background)
