@@ -25,7 +25,8 @@ faster-whisper's temperature fallback, on the dev set's English utterances with 
     passes when the p95 of segment end sent → final result received is under 1.5 s and nothing is
     refused. The count is searched (doubling, then bisection); the largest passing count is the capacity.
 (c) **Memory**: each server's resident memory after start, its largest RSS sampled every 0.1 s while
-    it served (the load peak), and the kernel's high-water mark (VmHWM, which includes loading the model).
+    it served (the load peak), the kernel's high-water mark (VmHWM, which includes loading the model),
+    and its RSS when it has been idle for ``IDLE_WAIT`` seconds after the throughput runs.
 
 The machine's other load counts in every figure: run it on a quiet machine, or compare figures of one run.
 """
@@ -68,6 +69,7 @@ PACED_CHUNK = RATE // 10  # 0.1 s, as the edge sends
 GAP = 0.5  # seconds of silence between a paced speaker's utterances
 LONGEST = 12.0  # seconds: a paced speaker's longer utterances go as equal parts (the segmenter's target length)
 TARGET_P95 = 1.5
+IDLE_WAIT = 3.0  # seconds a server is left idle after the throughput runs before its RSS is read again
 
 
 # Memory of a server process.
@@ -144,6 +146,7 @@ class Memory:
     after_start: float
     load_peak: float = 0.0
     hwm: float = 0.0
+    idle_after: float = 0.0  # RSS a few seconds after the throughput runs, the server idle
 
 
 @dataclass
@@ -436,6 +439,8 @@ def main() -> int:
             for n in args.streams:
                 runs.append(measured(watch, voxrelay_throughput(address, clips, passes, n)))
             mem.load_peak = watch.peak
+            time.sleep(IDLE_WAIT)
+            mem.idle_after = watch.status("VmRSS")
             if not args.no_capacity:
                 print(f"capacity search ({seconds:g} s per speaker per trial):", flush=True)
                 trials = search_capacity(address, clips, args.start_speakers, args.max_speakers, seconds)
@@ -455,6 +460,8 @@ def main() -> int:
                 for n in args.wyoming_clients:
                     runs.append(measured(watch, wyoming_throughput(port, clips, passes, n)))
             mem.load_peak = watch.peak
+            time.sleep(IDLE_WAIT)
+            mem.idle_after = watch.status("VmRSS")
             mem.hwm = watch.status("VmHWM")
             memory.append(mem)
         finally:
@@ -497,9 +504,14 @@ def report(
             + ")"
         )
     print()
-    print("(c) memory (MB): after start and warm-up / largest sampled RSS under load / VmHWM (includes loading)")
+    print(
+        "(c) memory (MB): after start and warm-up / largest sampled RSS under load / VmHWM (includes loading) / "
+        f"idle {IDLE_WAIT:g} s after the throughput runs"
+    )
     for mem in memory:
-        print(f"  {mem.name:<22} {mem.after_start:7.1f} / {mem.load_peak:7.1f} / {mem.hwm:7.1f}")
+        print(
+            f"  {mem.name:<22} {mem.after_start:7.1f} / {mem.load_peak:7.1f} / {mem.hwm:7.1f} / {mem.idle_after:7.1f}"
+        )
     if capacity_peak is not None:
         print(f"  voxrelay serve during the capacity search: largest sampled RSS {capacity_peak:.1f} MB")
 
