@@ -86,3 +86,61 @@ def test_the_engine_says_when_its_last_work_is_done(
     finally:
         engine.scheduler.close()
     assert result.transcript.text
+
+
+def test_huge_page_malloc_is_asked_for_once_and_never_against_the_environment() -> None:
+    from voxrelay.cloud.memory import huge_pages_environment, malloc_huge_pages
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's tunables")
+    env = huge_pages_environment({"PATH": "/bin"}, available=True)
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"} and malloc_huge_pages(env)
+    other = huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, available=True)
+    assert other is not None and other["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"
+    assert huge_pages_environment(env, available=True) is None  # already restarted: no second time
+    assert huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, available=True) is None
+    assert not malloc_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+    assert huge_pages_environment({}, available=False) is None  # the kernel has them off
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_with_huge_pages_the_thresholds_are_small() -> None:
+    from voxrelay.cloud.memory import huge_pages_available
+
+    if not huge_pages_available():
+        pytest.skip("transparent huge pages are off on this machine")
+    assert tuned(GLIBC_TUNABLES="glibc.malloc.hugetlb=1") == [
+        "MALLOC_MMAP_THRESHOLD=1048576",
+        "MALLOC_TRIM_THRESHOLD=1048576",
+        "MALLOC_ARENA_MAX=2",
+        "huge pages",
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's tunables")
+def test_serve_restarts_itself_with_huge_page_malloc_in_the_same_process() -> None:
+    from voxrelay.cloud.memory import huge_pages_available
+
+    if not huge_pages_available():
+        pytest.skip("transparent huge pages are off on this machine")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxrelay", "-v", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert proc.stderr is not None
+        line = next(line for line in proc.stderr if "memory:" in line)
+        with open(f"/proc/{proc.pid}/environ", "rb") as f:  # the pid started is the one serving
+            environ = f.read().split(b"\0")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert line.rstrip().endswith(
+        "MALLOC_MMAP_THRESHOLD=1048576, MALLOC_TRIM_THRESHOLD=1048576, MALLOC_ARENA_MAX=2, huge pages"
+    )
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ

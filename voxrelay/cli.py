@@ -271,9 +271,12 @@ def _add_serve_guards(p: argparse.ArgumentParser, d: Any) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from voxrelay.cloud.memory import restart_with_huge_pages
     from voxrelay.cloud.server import serve
     from voxrelay.cloud.settings import ServerSettings
 
+    if getattr(args, "own_process", False):
+        restart_with_huge_pages()  # once, before anything starts (see voxrelay.cloud.memory)
     if args.models and args.deployments_file:
         raise InvalidArgument("--model and --deployments: give one (a deployments file names its models)")
     settings = ServerSettings(
@@ -375,6 +378,7 @@ def _add_log_flags_everywhere(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.own_process = argv is None  # run as the command itself (not called from other Python code)
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return USAGE_ERROR
