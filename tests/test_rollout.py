@@ -410,6 +410,7 @@ def test_a_shadow_model_runs_at_background_cpu_priority_and_back_when_promoted()
     holder = build_engine(DeploymentSpec(name="bg", model="tiny.en"), EngineOptions(), background=True)
     try:
         assert holder.threads, "the runtime's threads were not found"
+        assert holder.engine.on_idle is not None  # a deployment's engine gives memory back when idle
 
         def nices() -> set[int]:
             out = set()
