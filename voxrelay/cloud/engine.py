@@ -55,6 +55,11 @@ class Recognition:
     batch_size: int = 1
     cost: float = 0.0
 
+    @property
+    def model_seconds(self) -> float:
+        """This segment's model time: its share of the batch, or the whole call when not known."""
+        return self.cost or self.inference
+
 
 @dataclass(frozen=True)
 class _Work:

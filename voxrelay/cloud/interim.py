@@ -189,7 +189,7 @@ class InterimRecognizer:
                 priority=Priority.INTERIM,
                 deadline=deadline,
             )
-            inference = recognition.cost or recognition.inference
+            inference = recognition.model_seconds
             self._rested_at = time.monotonic() + REST_FACTOR * recognition.inference
             text = recognition.transcript.text.strip()
             if segment is not self._segment:

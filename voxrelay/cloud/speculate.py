@@ -78,7 +78,7 @@ def _inference(task: asyncio.Task[Decoded]) -> float:
     if task.cancelled() or task.exception() is not None:
         return 0.0
     recognition = task.result()[1]
-    return recognition.cost or recognition.inference
+    return recognition.model_seconds
 
 
 Moot = Callable[[Speculation, Recognition], None]
@@ -102,7 +102,7 @@ class Speculator:
 
     def finished(self, recognition: Recognition) -> None:
         """A final result of this stream came out of the model (speculatively or not)."""
-        self._final_seconds += recognition.cost or recognition.inference
+        self._final_seconds += recognition.model_seconds
 
     def paused(self, state: SessionState, segment: OpenSegment, decode: Decode) -> None:
         """The edge reports a pause in ``segment``: start on its audio so far, unless that is no use."""
